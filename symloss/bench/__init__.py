@@ -1,0 +1,1 @@
+"""MuJoCo preference benchmark (filled in below)."""
