@@ -1,0 +1,268 @@
+"""Numerically stable SymPy functions used by symloss expressions, with their Torch twins.
+
+Every function here is a real-valued SymPy ``Function`` with
+
+- ``fdiff``: its symbolic derivative (so SymPy can differentiate candidates),
+- ``_eval_evalf``: a high-precision evaluation through mpmath, used as the reference in tests,
+- ``_latex``: a readable LaTeX form,
+
+and an entry in :data:`TORCH_IMPL` giving a Torch implementation whose values *and* gradients are finite
+on the whole real line. Protected primitives carry their protection in their definition, so SymPy's
+value and Torch's value agree everywhere:
+
+================  ==============================================================  =======================
+name              definition                                                      role
+================  ==============================================================  =======================
+softplus(x)       log(1 + e^x)                                                    DPO link, smooth relu
+logsigmoid(x)     -softplus(-x) = log sigma(x)                                    log-likelihood of BT
+sigmoid(x)        1 / (1 + e^-x)                                                  DiscoPOP modulation
+log1mexp(x)       log(1 - e^min(x, -1e-12))                                       ORPO's log-odds map
+relu(x)           max(x, 0)                                                       hinge link
+expc(x)           e^min(x, 50)                                                    GP's clamped exp
+plog(x)           log(max(|x|, 1e-10))                                            GP's protected log
+pdiv(a, b)        a / b if |b| > 1e-6 else 1                                      GP's protected division
+sqrtabs(x)        sqrt(|x| + 1e-12)                                               GP's sqrt of abs
+================  ==============================================================  =======================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import mpmath
+import sympy as sp
+import torch
+import torch.nn.functional as F
+
+LOG1MEXP_MAX = -1e-12
+EXPC_MAX = 50.0
+PLOG_MIN = 1e-10
+PDIV_EPS = 1e-6
+SQRTABS_EPS = 1e-12
+_LN2 = math.log(2.0)
+
+
+class _RealFunction(sp.Function):
+    """Base class: real for real arguments, evaluated numerically through :meth:`_mp`."""
+
+    @classmethod
+    def _mp(cls, *args: mpmath.mpf) -> mpmath.mpf:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _eval_is_real(self) -> bool | None:
+        return all(arg.is_real for arg in self.args) or None
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        values = [arg._eval_evalf(prec) for arg in self.args]
+        if any(v is None or not v.is_Float for v in values):
+            return None
+        with mpmath.workprec(prec):
+            result = self._mp(*[mpmath.mpf(v._mpf_) for v in values])
+            if not mpmath.isfinite(result):
+                return None
+            return sp.Float._new(mpmath.mpf(result)._mpf_, prec)
+
+    def _latex_args(self, printer) -> list[str]:
+        return [printer._print(arg) for arg in self.args]
+
+
+class softplus(_RealFunction):  # noqa: N801 - SymPy functions are lower-case by convention
+    """softplus(x) = log(1 + e^x)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(self.args[0])
+
+    @classmethod
+    def _mp(cls, x):
+        return mpmath.log1p(mpmath.exp(x))
+
+    def _latex(self, printer) -> str:
+        return r"\operatorname{softplus}\left(%s\right)" % self._latex_args(printer)[0]
+
+
+class logsigmoid(_RealFunction):  # noqa: N801
+    """logsigmoid(x) = log sigma(x) = -softplus(-x)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(-self.args[0])
+
+    @classmethod
+    def _mp(cls, x):
+        return -mpmath.log1p(mpmath.exp(-x))
+
+    def _latex(self, printer) -> str:
+        return r"\ln \sigma\left(%s\right)" % self._latex_args(printer)[0]
+
+
+class sigmoid(_RealFunction):  # noqa: N801
+    """sigmoid(x) = 1 / (1 + e^-x)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(self.args[0]) * sigmoid(-self.args[0])
+
+    @classmethod
+    def _mp(cls, x):
+        return 1 / (1 + mpmath.exp(-x))
+
+    def _latex(self, printer) -> str:
+        return r"\sigma\left(%s\right)" % self._latex_args(printer)[0]
+
+
+class log1mexp(_RealFunction):  # noqa: N801
+    """log1mexp(x) = log(1 - e^x) for x < 0; the argument is capped at -1e-12 so the value stays finite."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x = self.args[0]
+        return -sp.exp(x - log1mexp(x))
+
+    @classmethod
+    def _mp(cls, x):
+        x = min(x, mpmath.mpf(LOG1MEXP_MAX))
+        return mpmath.log(-mpmath.expm1(x))
+
+    def _latex(self, printer) -> str:
+        return r"\ln\left(1 - e^{%s}\right)" % self._latex_args(printer)[0]
+
+
+class relu(_RealFunction):  # noqa: N801
+    """relu(x) = max(x, 0)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Heaviside(self.args[0], 0)
+
+    @classmethod
+    def _mp(cls, x):
+        return max(x, mpmath.mpf(0))
+
+    def _latex(self, printer) -> str:
+        return r"\max\left(%s, 0\right)" % self._latex_args(printer)[0]
+
+
+class expc(_RealFunction):  # noqa: N801
+    """expc(x) = e^min(x, 50): the exponential, clamped so it never overflows."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return expc(self.args[0])
+
+    @classmethod
+    def _mp(cls, x):
+        return mpmath.exp(min(x, mpmath.mpf(EXPC_MAX)))
+
+    def _latex(self, printer) -> str:
+        return r"e^{%s}" % self._latex_args(printer)[0]
+
+
+class plog(_RealFunction):  # noqa: N801
+    """plog(x) = log(max(|x|, 1e-10)): protected logarithm."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return pdiv(1, self.args[0])
+
+    @classmethod
+    def _mp(cls, x):
+        return mpmath.log(max(abs(x), mpmath.mpf(PLOG_MIN)))
+
+    def _latex(self, printer) -> str:
+        return r"\ln\left|%s\right|" % self._latex_args(printer)[0]
+
+
+class pdiv(_RealFunction):  # noqa: N801
+    """pdiv(a, b) = a / b where |b| > 1e-6, else 1: protected division with finite gradients."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        a, b = self.args
+        return pdiv(1, b) if argindex == 1 else -pdiv(a, b**2)
+
+    @classmethod
+    def _mp(cls, a, b):
+        return a / b if abs(b) > PDIV_EPS else mpmath.mpf(1)
+
+    def _latex(self, printer) -> str:
+        a, b = self._latex_args(printer)
+        return r"\frac{%s}{%s}" % (a, b)
+
+
+class sqrtabs(_RealFunction):  # noqa: N801
+    """sqrtabs(x) = sqrt(|x| + 1e-12): square root of the absolute value, with a finite gradient at 0."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x = self.args[0]
+        return sp.sign(x) / (2 * sqrtabs(x))
+
+    @classmethod
+    def _mp(cls, x):
+        return mpmath.sqrt(abs(x) + mpmath.mpf(SQRTABS_EPS))
+
+    def _latex(self, printer) -> str:
+        return r"\sqrt{\left|%s\right|}" % self._latex_args(printer)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Torch implementations: finite values and gradients everywhere.
+
+
+def torch_log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - e^x), stable: log(-expm1(x)) near 0, log1p(-e^x) below -ln 2 (Maechler 2012)."""
+    x = x.clamp(max=LOG1MEXP_MAX)
+    near = torch.log(-torch.expm1(x.clamp(min=-_LN2)))
+    far = torch.log1p(-torch.exp(x.clamp(max=-_LN2)))
+    return torch.where(x > -_LN2, near, far)
+
+
+def torch_pdiv(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a / b where |b| > 1e-6, else 1; the denominator is sanitised first so no gradient is NaN."""
+    b = torch.as_tensor(b, dtype=a.dtype if isinstance(a, torch.Tensor) else None)
+    safe = b.abs() > PDIV_EPS
+    quotient = a / torch.where(safe, b, torch.ones_like(b))
+    return torch.where(safe, quotient, torch.ones_like(quotient))
+
+
+def torch_plog(x: torch.Tensor) -> torch.Tensor:
+    """log(max(|x|, 1e-10))."""
+    return torch.log(x.abs().clamp(min=PLOG_MIN))
+
+
+def torch_sqrtabs(x: torch.Tensor) -> torch.Tensor:
+    """sqrt(|x| + 1e-12)."""
+    return torch.sqrt(x.abs() + SQRTABS_EPS)
+
+
+def torch_expc(x: torch.Tensor) -> torch.Tensor:
+    """e^min(x, 50)."""
+    return torch.exp(x.clamp(max=EXPC_MAX))
+
+
+TORCH_IMPL: dict[type[sp.Function], Callable[..., torch.Tensor]] = {
+    softplus: F.softplus,
+    logsigmoid: F.logsigmoid,
+    sigmoid: torch.sigmoid,
+    log1mexp: torch_log1mexp,
+    relu: torch.relu,
+    expc: torch_expc,
+    plog: torch_plog,
+    pdiv: torch_pdiv,
+    sqrtabs: torch_sqrtabs,
+}
+"""Custom SymPy function -> Torch implementation."""
+
+CUSTOM_FUNCTIONS: dict[str, type[sp.Function]] = {cls.__name__: cls for cls in TORCH_IMPL}
+"""Grammar name -> custom SymPy function."""
