@@ -50,7 +50,9 @@ def _evaluate(expr: sp.Expr, variables: Sequence[str], main: torch.Tensor,
     args = [x, progress] if uses_t else [x]
     try:
         values = fn(*args)
-        (grad,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
+        grad = None
+        if values.requires_grad:
+            (grad,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
     except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
         return f"evaluation failed: {exc}"
     if grad is None:

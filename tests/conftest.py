@@ -1,0 +1,7 @@
+"""Shared test settings: offline Hugging Face, non-interactive matplotlib, deterministic torch."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
