@@ -1,1 +1,64 @@
-"""MuJoCo preference benchmark (filled in below)."""
+"""The MuJoCo preference benchmark: behaviour policies, preference datasets, token policies, batched evaluation.
+
+Typical use::
+
+    from symloss import bench
+    ds = bench.build_dataset("hopper", "noisy")                 # cached HF dataset of preference pairs
+    spec = bench.spec_for_dataset(ds, n_bins=11)
+    ref = bench.fit_reference(spec, ds, seed=0)                 # SFT reference, N = 1
+    mean, std = bench.evaluate(spec, ref, "hopper", episodes=5) # [N] returns
+
+Environments: ``hopper`` (Hopper-v5) and ``tla`` (Ant-v5, no contact forces in the observation,
+right back leg disabled). Variants: ``VARIANTS``. Dataset schema: ``symloss.bench._dataset``.
+"""
+
+from symloss.bench._behaviour import LEVELS, POLICY_DIR, BehaviourPolicy, load_behaviour, policy_manifest
+from symloss.bench._config import DEFAULT_PAIRS, VARIANT_COMPONENTS, VARIANTS, BenchConfig, make_config
+from symloss.bench._dataset import build_dataset, dataset_features, dataset_hash, default_cache_dir
+from symloss.bench._envs import ENV_NAMES, EnvInfo, env_info, make_env
+from symloss.bench._evaluate import episode_returns, evaluate
+from symloss.bench._reference import fit_reference, pair_tensors, spec_for_dataset
+from symloss.bench._sim import BatchSim
+from symloss.bench._token_policy import (
+    TokenPolicySpec,
+    act,
+    detokenize,
+    init_params,
+    token_logps,
+    token_mask,
+    tokenize,
+)
+
+__all__ = [
+    "BatchSim",
+    "BehaviourPolicy",
+    "BenchConfig",
+    "DEFAULT_PAIRS",
+    "ENV_NAMES",
+    "EnvInfo",
+    "LEVELS",
+    "POLICY_DIR",
+    "TokenPolicySpec",
+    "VARIANTS",
+    "VARIANT_COMPONENTS",
+    "act",
+    "build_dataset",
+    "dataset_features",
+    "dataset_hash",
+    "default_cache_dir",
+    "detokenize",
+    "env_info",
+    "episode_returns",
+    "evaluate",
+    "fit_reference",
+    "init_params",
+    "load_behaviour",
+    "make_config",
+    "make_env",
+    "pair_tensors",
+    "policy_manifest",
+    "spec_for_dataset",
+    "token_logps",
+    "token_mask",
+    "tokenize",
+]

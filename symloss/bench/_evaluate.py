@@ -1,0 +1,76 @@
+"""Batched evaluation of N tokenised policies x E episodes in one set of MuJoCo environments.
+
+Env (n, e) of the ``N * E`` environments runs member n's policy from Gymnasium's ``reset(seed=seed + e)``
+(the same E start states for every member: common random numbers). Each environment step is one
+batched policy forward for all ``N * E`` environments and one ``BatchSim.step``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from symloss.bench._envs import env_info
+from symloss.bench._sim import BatchSim
+from symloss.bench._token_policy import TokenPolicySpec, act
+
+__all__ = ["evaluate", "episode_returns"]
+
+
+def episode_returns(
+    spec: TokenPolicySpec,
+    params: dict[str, torch.Tensor],
+    env: str,
+    *,
+    episodes: int = 5,
+    seed: int = 0,
+    greedy: bool = True,
+) -> np.ndarray:
+    """Undiscounted returns ``[N, E]`` of every member on every episode (float64)."""
+    info = env_info(env)
+    if (spec.obs_dim, spec.act_dim) != (info.obs_dim, info.act_dim):
+        raise ValueError(
+            f"spec: obs_dim={spec.obs_dim}, act_dim={spec.act_dim} do not match env={env!r} "
+            f"(obs_dim={info.obs_dim}, act_dim={info.act_dim})"
+        )
+    if int(episodes) < 1:
+        raise ValueError(f"episodes={episodes!r}: must be >= 1")
+    n = params["W0"].shape[0]
+    sim = BatchSim(env, n * episodes)
+    obs = sim.reset(np.tile(seed + np.arange(episodes), n))
+    gen = torch.Generator().manual_seed(int(seed))
+    dtype = params["W0"].dtype
+    total = np.zeros(n * episodes)
+    while not sim.done.all():
+        o = torch.from_numpy(obs).to(dtype).view(n, episodes, info.obs_dim)
+        a = act(spec, params, o, greedy=greedy, generator=gen).reshape(n * episodes, info.act_dim)
+        obs, reward, _ = sim.step(a.double().numpy())
+        total += reward
+    return total.reshape(n, episodes)
+
+
+def evaluate(
+    spec: TokenPolicySpec,
+    params: dict[str, torch.Tensor],
+    env: str,
+    *,
+    episodes: int = 5,
+    seed: int = 0,
+    greedy: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of each member's return over ``episodes`` episodes.
+
+    Args:
+        spec: policy shape; must match ``env``'s observation and action sizes.
+        params: stacked parameters of N members (``init_params`` layout).
+        env: ``hopper`` or ``tla``.
+        episodes: E, episodes per member.
+        seed: episode e of every member starts from Gymnasium's ``reset(seed=seed + e)``;
+            sampling (``greedy=False``) also draws from ``seed``.
+        greedy: most probable bin per action dimension (default) or sampled bins.
+
+    Returns:
+        ``(mean [N], std [N])`` float64 tensors (population std over episodes).
+    """
+    returns = episode_returns(spec, params, env, episodes=episodes, seed=seed, greedy=greedy)
+    return torch.from_numpy(returns.mean(1)), torch.from_numpy(returns.std(1))

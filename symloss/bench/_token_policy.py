@@ -1,0 +1,168 @@
+"""Tokenised policies held as stacked tensors: N members evaluated with one batched matmul per layer.
+
+A policy maps an observation to one categorical per action dimension over ``n_bins`` bins whose
+centres are ``c_k = low + k (high - low) / (n_bins - 1)``, k = 0..n_bins-1 (both bounds included).
+A segment of L steps is then a sequence of ``L * act_dim`` tokens (step-major: step 0's dimensions,
+then step 1's, ...), each with probability pi(bin | obs) in (0, 1], exactly like an LLM response.
+
+Functional form, so that a population is one set of tensors:
+
+    params["W{i}"]: [N, in_i, out_i],  params["b{i}"]: [N, 1, out_i]
+    h_0 = (obs - obs_shift) / obs_scale,  h_{i+1} = tanh(baddbmm(b_i, h_i, W_i)),
+    logits = baddbmm(b_last, h, W_last)  ->  [N, M, act_dim, n_bins]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["TokenPolicySpec", "init_params", "token_logps", "act", "tokenize", "detokenize", "token_mask"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenPolicySpec:
+    """Shape and discretisation of a tokenised MLP policy (no weights: those live in ``params``)."""
+
+    obs_dim: int
+    """Observation size (Hopper 11, TLA 27)."""
+    act_dim: int
+    """Action size (Hopper 3, TLA 6); one categorical per dimension."""
+    n_bins: int = 11
+    """Bins per action dimension; >= 2."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths (tanh)."""
+    act_low: float = -1.0
+    """Lower action bound (the first bin's centre)."""
+    act_high: float = 1.0
+    """Upper action bound (the last bin's centre)."""
+    obs_shift: tuple[float, ...] | None = None
+    """Observation mean subtracted before the first layer (``None``: 0)."""
+    obs_scale: tuple[float, ...] | None = None
+    """Observation scale divided out before the first layer (``None``: 1)."""
+
+    def __post_init__(self) -> None:
+        for name in ("obs_dim", "act_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be >= 1")
+        if int(self.n_bins) < 2:
+            raise ValueError(f"n_bins={self.n_bins!r}: must be >= 2 (a categorical needs two bins)")
+        if not self.act_low < self.act_high:
+            raise ValueError(f"act_low={self.act_low!r}, act_high={self.act_high!r}: need act_low < act_high")
+        if any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"hidden={self.hidden!r}: every width must be >= 1")
+        for name in ("obs_shift", "obs_scale"):
+            val = getattr(self, name)
+            if val is not None and len(val) != self.obs_dim:
+                raise ValueError(f"{name}: length {len(val)} must equal obs_dim={self.obs_dim}")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Layer widths from input to logits: ``(obs_dim, *hidden, act_dim * n_bins)``."""
+        return (self.obs_dim, *self.hidden, self.act_dim * self.n_bins)
+
+    @property
+    def n_layers(self) -> int:
+        """Number of affine layers."""
+        return len(self.sizes) - 1
+
+    def centres(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+        """Bin centres ``[n_bins]``."""
+        return torch.linspace(self.act_low, self.act_high, self.n_bins, dtype=dtype, device=device)
+
+
+def init_params(
+    spec: TokenPolicySpec, n_members: int, generator: torch.Generator, *, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
+    """Fresh parameters for ``n_members`` policies: ``W{i} [N, in, out]`` ~ U(+-1/sqrt(in)), ``b{i}`` = 0.
+
+    The last layer is scaled by 0.01 so that every member starts near the uniform distribution.
+    """
+    if int(n_members) < 1:
+        raise ValueError(f"n_members={n_members!r}: must be >= 1")
+    params: dict[str, torch.Tensor] = {}
+    for i, (n_in, n_out) in enumerate(zip(spec.sizes[:-1], spec.sizes[1:])):
+        bound = 1.0 / math.sqrt(n_in) * (0.01 if i == spec.n_layers - 1 else 1.0)
+        w = torch.rand(n_members, n_in, n_out, generator=generator, dtype=dtype) * (2 * bound) - bound
+        params[f"W{i}"] = w
+        params[f"b{i}"] = torch.zeros(n_members, 1, n_out, dtype=dtype)
+    return params
+
+
+def _logits(spec: TokenPolicySpec, params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
+    """Logits ``[N, M, act_dim, n_bins]`` for observations ``[N, M, obs_dim]`` or shared ``[M, obs_dim]``."""
+    n = params["W0"].shape[0]
+    x = obs.to(params["W0"].dtype)
+    if spec.obs_shift is not None:
+        x = x - torch.tensor(spec.obs_shift, dtype=x.dtype, device=x.device)
+    if spec.obs_scale is not None:
+        x = x / torch.tensor(spec.obs_scale, dtype=x.dtype, device=x.device)
+    if x.dim() == 2:
+        x = x.unsqueeze(0).expand(n, -1, -1)
+    for i in range(spec.n_layers):
+        x = torch.baddbmm(params[f"b{i}"], x, params[f"W{i}"])
+        if i < spec.n_layers - 1:
+            x = torch.tanh(x)
+    return x.view(n, x.shape[1], spec.act_dim, spec.n_bins)
+
+
+def token_logps(
+    spec: TokenPolicySpec, params: dict[str, torch.Tensor], obs: torch.Tensor, bins: torch.Tensor
+) -> torch.Tensor:
+    """Per-token log-probabilities ``log pi_n(bin_{b,t,d} | obs_{b,t})``.
+
+    Args:
+        obs: ``[B, L, obs_dim]`` shared by all members, or ``[N, B, L, obs_dim]`` per member.
+        bins: ``[B, L, act_dim]`` (or ``[N, B, L, act_dim]``) integer bin indices in ``[0, n_bins)``.
+
+    Returns:
+        ``[N, B, L * act_dim]`` log-probs (step-major token order), differentiable in ``params``.
+    """
+    lead = obs.shape[:-1]  # [B, L] or [N, B, L]
+    logits = _logits(spec, params, obs.reshape(*lead[:-2], -1, spec.obs_dim))  # [N, B*L, A, K]
+    logp = torch.log_softmax(logits, dim=-1)
+    n, b, length = logp.shape[0], lead[-2], lead[-1]
+    idx = bins.long().reshape(*bins.shape[:-3], b * length, spec.act_dim, 1)
+    if idx.dim() == 3:
+        idx = idx.unsqueeze(0).expand(n, -1, -1, -1)
+    return logp.gather(-1, idx).reshape(n, b, length * spec.act_dim)
+
+
+def act(
+    spec: TokenPolicySpec,
+    params: dict[str, torch.Tensor],
+    obs: torch.Tensor,
+    greedy: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Actions ``[N, E, act_dim]`` (bin centres) for observations ``[N, E, obs_dim]``.
+
+    Greedy picks each dimension's most probable bin; otherwise bins are sampled with ``generator``.
+    """
+    with torch.no_grad():
+        logits = _logits(spec, params, obs)  # [N, E, A, K]
+        if greedy:
+            idx = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits, -1).reshape(-1, spec.n_bins)
+            idx = torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1])
+    return spec.centres(dtype=logits.dtype, device=logits.device)[idx]
+
+
+def tokenize(spec: TokenPolicySpec, actions: torch.Tensor) -> torch.Tensor:
+    """Nearest bin index of continuous actions (clipped to the bounds): same shape, int64."""
+    frac = (actions.clamp(spec.act_low, spec.act_high) - spec.act_low) / (spec.act_high - spec.act_low)
+    return torch.round(frac * (spec.n_bins - 1)).long()
+
+
+def detokenize(spec: TokenPolicySpec, bins: torch.Tensor) -> torch.Tensor:
+    """Bin centres of bin indices: same shape, float32."""
+    return spec.centres(device=bins.device)[bins.long()]
+
+
+def token_mask(lengths: torch.Tensor, seg_len: int, act_dim: int) -> torch.Tensor:
+    """Boolean token mask ``[B, seg_len * act_dim]``: token (t, d) is valid when ``t < lengths[b]``."""
+    steps = torch.arange(seg_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, L]
+    return steps.repeat_interleave(act_dim, dim=1)
