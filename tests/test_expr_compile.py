@@ -1,7 +1,6 @@
 import math
 
 import mpmath
-
 import pytest
 import sympy as sp
 import torch

@@ -32,12 +32,12 @@ def batch():
 
 
 def sums(batch):
-    w, l = batch.masks
+    w, lm = batch.masks
     def s(x, m):
         return (x.numpy() * m.numpy()).sum(-1)
-    n_w, n_l = w.numpy().sum(-1), l.numpy().sum(-1)
-    return (s(batch.chosen_logps, w), s(batch.rejected_logps, l), s(batch.ref_chosen_logps, w),
-            s(batch.ref_rejected_logps, l), n_w, n_l)
+    n_w, n_l = w.numpy().sum(-1), lm.numpy().sum(-1)
+    return (s(batch.chosen_logps, w), s(batch.rejected_logps, lm), s(batch.ref_chosen_logps, w),
+            s(batch.ref_rejected_logps, lm), n_w, n_l)
 
 
 def reference(name, batch, **kw):
@@ -98,14 +98,14 @@ def test_orpo_matches_trl_odds_ratio_loss_plus_nll(batch):
 
 def test_token_aggregation_applies_the_map_per_token(batch):
     loss = MirrorLoss("u - log(1 - exp(u))", "softplus(-z)", beta=0.5, aggregation="token")
-    w, l = (m.numpy() for m in batch.masks)
+    w, lm = (m.numpy() for m in batch.masks)
 
     def mapped(x, m):
         x = np.where(m, x.numpy(), -1.0)  # padding never reaches the map
         return ((x - np.log1p(-np.exp(x))) * m).sum(-1)
 
     z = 0.5 * ((mapped(batch.chosen_logps, w) - mapped(batch.ref_chosen_logps, w))
-               - (mapped(batch.rejected_logps, l) - mapped(batch.ref_rejected_logps, l)))
+               - (mapped(batch.rejected_logps, lm) - mapped(batch.ref_rejected_logps, lm)))
     np.testing.assert_allclose(loss(batch).loss.numpy(), np.logaddexp(0, -z), rtol=1e-9)
 
 
