@@ -50,7 +50,7 @@ def label_pairs(
     ret_a, ret_b = np.asarray(ret_a, dtype=np.float64), np.asarray(ret_b, dtype=np.float64)
     if cfg.label == "bt":
         scale = cfg.bt_temperature * max(float(np.std(np.concatenate([ret_a, ret_b]))), 1e-8)
-        p_a = 1.0 / (1.0 + np.exp(-(ret_a - ret_b) / scale))
+        p_a = 0.5 * (1.0 + np.tanh(0.5 * (ret_a - ret_b) / scale))  # sigmoid, overflow-free
         a_chosen = rng.random(ret_a.shape[0]) < p_a
     else:
         a_chosen = ret_a >= ret_b
