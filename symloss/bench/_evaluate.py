@@ -25,8 +25,12 @@ def episode_returns(
     episodes: int = 5,
     seed: int = 0,
     greedy: bool = True,
-) -> np.ndarray:
-    """Undiscounted returns ``[N, E]`` of every member on every episode (float64)."""
+    return_lengths: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Undiscounted returns ``[N, E]`` of every member on every episode (float64).
+
+    With ``return_lengths``, also the episode lengths ``[N, E]`` (int64) as a second value.
+    """
     info = env_info(env)
     if (spec.obs_dim, spec.act_dim) != (info.obs_dim, info.act_dim):
         raise ValueError(
@@ -46,7 +50,8 @@ def episode_returns(
         a = act(spec, params, o, greedy=greedy, generator=gen).reshape(n * episodes, info.act_dim)
         obs, reward, _ = sim.step(a.double().numpy())
         total += reward
-    return total.reshape(n, episodes)
+    returns = total.reshape(n, episodes)
+    return (returns, sim.steps.reshape(n, episodes).copy()) if return_lengths else returns
 
 
 def evaluate(
