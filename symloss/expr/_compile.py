@@ -38,6 +38,23 @@ def _sum(*xs: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _negated(node: sp.Basic) -> sp.Basic | None:
+    """``y`` when ``node`` is ``-y`` (a product with coefficient -1), else None."""
+    if isinstance(node, sp.Mul) and node.args[0] == -1:
+        return sp.Mul(*node.args[1:])
+    return None
+
+
+def _signed_sum(signs: tuple[bool, ...]) -> Callable[..., torch.Tensor]:
+    """A sum with subtraction for negated terms (``a - b`` instead of ``a + (-1) * b``)."""
+    def op(*xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0] if signs[0] else -xs[0]
+        for x, positive in zip(xs[1:], signs[1:]):
+            out = out + x if positive else out - x
+        return out
+    return op
+
+
 def _product(*xs: torch.Tensor) -> torch.Tensor:
     out = xs[0]
     for x in xs[1:]:
@@ -182,10 +199,18 @@ class _TapeBuilder:
     def op_args(node: sp.Basic) -> tuple[sp.Basic, ...]:
         if isinstance(node, sp.Pow) and _power_op(node.exp) is not None:
             return (node.base,)
+        if isinstance(node, sp.Add):
+            return tuple(_negated(a) or a for a in node.args)
+        if _negated(node) is not None:
+            return (_negated(node),)
         return tuple(node.args)
 
     @staticmethod
     def op_for(node: sp.Basic) -> Callable[..., torch.Tensor]:
+        if isinstance(node, sp.Add):
+            return _signed_sum(tuple(_negated(a) is None for a in node.args))
+        if _negated(node) is not None:
+            return torch.neg
         if isinstance(node, sp.Pow):
             return _power_op(node.exp) or torch.pow
         for table in (TORCH_IMPL, TORCH_OPS):

@@ -70,6 +70,13 @@ class LogpBatch:
         """Boolean masks (chosen, rejected), all-true where none were given."""
         return _mask_like(self.chosen_mask, self.chosen_logps), _mask_like(self.rejected_mask, self.rejected_logps)
 
+    @property
+    def bool_masks(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Boolean masks (chosen, rejected), None where none were given (cheaper than :attr:`masks`)."""
+        def as_bool(mask: torch.Tensor | None) -> torch.Tensor | None:
+            return None if mask is None else mask if mask.dtype == torch.bool else mask.bool()
+        return as_bool(self.chosen_mask), as_bool(self.rejected_mask)
+
     def _check_shapes(self) -> None:
         for name in ("chosen_logps", "rejected_logps"):
             value = getattr(self, name)
@@ -128,12 +135,16 @@ def _describe(value: object) -> str:
     return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
-def aggregate(logps: torch.Tensor, mask: torch.Tensor, how: Aggregation) -> torch.Tensor:
+def aggregate(logps: torch.Tensor, mask: torch.Tensor | None, how: Aggregation) -> torch.Tensor:
     """Sequence log-probability from per-token ones: ``sequence`` sums, ``mean`` length-normalises.
 
     s = sum_t mask_t * logp_t  (sequence),   s / max(1, sum_t mask_t)  (mean);  shape [...].
+    ``mask=None`` counts every token. Padded entries never enter the sum (not even as NaN).
     """
-    total = torch.where(mask, logps, torch.zeros_like(logps)).sum(-1)
+    if mask is None:
+        total = logps.sum(-1)
+        return total / logps.shape[-1] if how == "mean" else total
+    total = torch.where(mask, logps, 0.0).sum(-1)
     if how == "mean":
         return total / mask.sum(-1).clamp(min=1).to(total.dtype)
     return total

@@ -110,14 +110,15 @@ class MirrorLoss:
         exprs = [self.mirror, self.link, self.w_pref, self.w_imit, self.imitation]
         return any(e is not None and sp.Symbol("t", real=True) in e.free_symbols for e in exprs)
 
-    def _mirror_of(self, logps: torch.Tensor, mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """m applied with the loss's aggregation: m(s) for sequence/mean, sum_t m(logp_t) for token. [...]"""
+    def _mirror_of(self, logps: torch.Tensor, mask: torch.Tensor | None, t: torch.Tensor,
+                   aggregated: torch.Tensor | None = None) -> torch.Tensor:
+        """m with the loss's aggregation: m(s) for sequence/mean, sum_t m(logp_t) for token; shape [...]."""
         m = self.fn("mirror")
         if self.aggregation == "token":
-            safe = torch.where(mask, logps, torch.full_like(logps, -1.0))  # padding never reaches m
+            safe = logps if mask is None else torch.where(mask, logps, -1.0)  # padding never reaches m
             per_token = m(safe, t.unsqueeze(-1) if t.dim() else t)
-            return torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1)
-        return m(aggregate(logps, mask, self.aggregation), t)
+            return per_token.sum(-1) if mask is None else torch.where(mask, per_token, 0.0).sum(-1)
+        return m(aggregate(logps, mask, self.aggregation) if aggregated is None else aggregated, t)
 
     def __call__(self, batch: LogpBatch, *, validate: bool = True) -> LossOutput:
         """Per-pair losses and diagnostics for ``batch``; see :class:`LossOutput` for the formulas."""
@@ -130,26 +131,27 @@ class MirrorLoss:
                 f"ref_chosen_logps: the {self.name!r} loss needs reference log-probs; pass them in the "
                 "LogpBatch or use reference_free=True"
             )
-        w_mask, l_mask = batch.masks
+        w_mask, l_mask = batch.bool_masks
         t = torch.as_tensor(batch.progress, dtype=batch.chosen_logps.dtype, device=batch.chosen_logps.device)
-        chosen = self._mirror_of(batch.chosen_logps, w_mask, t)
-        rejected = self._mirror_of(batch.rejected_logps, l_mask, t)
+        seq = "mean" if self.aggregation == "mean" else "sequence"
+        u_w = aggregate(batch.chosen_logps, w_mask, seq)  # [...]
+        u_l = aggregate(batch.rejected_logps, l_mask, seq)
+        chosen = self._mirror_of(batch.chosen_logps, w_mask, t, u_w)
+        rejected = self._mirror_of(batch.rejected_logps, l_mask, t, u_l)
         if not self.reference_free:
             chosen = chosen - self._mirror_of(batch.ref_chosen_logps, w_mask, t)
             rejected = rejected - self._mirror_of(batch.ref_rejected_logps, l_mask, t)
         chosen_rewards, rejected_rewards = self.beta * chosen, self.beta * rejected
         margin = chosen_rewards - rejected_rewards
         preference = self.fn("link")(margin, t)
-        seq = "mean" if self.aggregation == "mean" else "sequence"
-        u_w = aggregate(batch.chosen_logps, w_mask, seq)
-        u_l = aggregate(batch.rejected_logps, l_mask, seq)
-        loss = self.fn("w_pref")(t) * preference
+        loss = preference if self.w_pref == 1 else self.fn("w_pref")(t) * preference
         if self.imitation is not None:
             imitation = self.fn("imitation")(u_w, t)
-            loss = loss + self.fn("w_imit")(t) * imitation
+            loss = loss + (imitation if self.w_imit == 1 else self.fn("w_imit")(t) * imitation)
         else:
             imitation = torch.zeros_like(preference)
-        accuracy = (chosen_rewards > rejected_rewards).to(margin.dtype).detach()
+        with torch.no_grad():
+            accuracy = (margin > 0).to(margin.dtype)  # chosen_rewards > rejected_rewards
         return LossOutput(loss, margin, chosen_rewards, rejected_rewards, accuracy, preference, imitation,
                           u_w, u_l)
 
