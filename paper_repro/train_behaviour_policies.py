@@ -132,6 +132,19 @@ def train(env_name: str, args: argparse.Namespace) -> None:
     print(f"[{env_name}] exported {json.loads((POLICY_DIR / 'manifest.json').read_text())[env_name]}")
 
 
+def rescore(env_name: str, args: argparse.Namespace) -> None:
+    """Re-score the snapshots already in ``--workdir`` and export the final levels (no training)."""
+    paths = sorted((Path(args.workdir) / env_name).glob("step_*.npz"))
+    if not paths:
+        raise FileNotFoundError(f"--workdir {args.workdir}: no snapshots for {env_name}")
+    scored = []
+    for path in paths:
+        ret, _ = evaluate(env_name, dict(np.load(path)), args.eval_episodes, seed=1_000)
+        scored.append((int(path.stem.split("_")[1]), ret, path))
+        print(f"[{env_name}] step={scored[-1][0]} return={ret:.1f}", flush=True)
+    export(env_name, scored, args.final_episodes, final=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=["hopper", "tla"])
@@ -143,10 +156,11 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="/tmp/symloss_behaviour")
+    parser.add_argument("--export-only", action="store_true", help="re-score existing snapshots, no training")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for env_name in args.envs:
-        train(env_name, args)
+        (rescore if args.export_only else train)(env_name, args)
 
 
 if __name__ == "__main__":
