@@ -71,6 +71,7 @@ def test_combined_variant_and_canonical_name(tmp_path):
     cfg = make_config("tla", "mixed+noisy")
     assert cfg.variant == "noisy+mixed" and cfg.n_pairs == 1280
     assert cfg.flip_fraction > 0 and cfg.low_quality_fraction > 0
+    assert make_config("hopper", "shuffled").variant == "noisy"  # the paper's name
     assert set(VARIANTS) >= {"clean", "bt", "noisy", "mixed", "noisy+mixed", "bt+noisy+mixed"}
 
 

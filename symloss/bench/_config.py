@@ -9,7 +9,8 @@ A variant is a ``+``-joined set of components, each a preset of ``BenchConfig`` 
 ``mixed``   a fraction ``low_quality_fraction`` of pairs with both segments from low-quality levels
 ==========  ===========================================================================
 
-Combinations such as ``noisy+mixed`` or ``bt+noisy+mixed`` merge their components' fields.
+Combinations such as ``noisy+mixed`` or ``bt+noisy+mixed`` merge their components' fields;
+``shuffled`` is accepted as an alias of ``noisy``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ VARIANT_COMPONENTS: dict[str, dict[str, Any]] = {
     "mixed": {"low_quality_fraction": 0.75},
 }
 """Each component's ``BenchConfig`` fields."""
+
+VARIANT_ALIASES: dict[str, str] = {"shuffled": "noisy"}
+"""Other accepted component names (the paper calls label noise "shuffled")."""
 
 
 def _all_variants() -> tuple[str, ...]:
@@ -114,6 +118,7 @@ class BenchConfig:
 def canonical_variant(variant: str) -> str:
     """Normalise ``variant`` (component order, case, spaces) or raise ``ValueError`` with a suggestion."""
     parts = [p.strip().lower() for p in str(variant).split("+") if p.strip()]
+    parts = [VARIANT_ALIASES.get(p, p) for p in parts]
     unknown = [p for p in parts if p not in VARIANT_COMPONENTS]
     if unknown or not parts:
         close = difflib.get_close_matches(str(variant), VARIANTS, n=1)
