@@ -66,6 +66,13 @@ class _RealFunction(sp.Function):
     def _latex_args(self, printer) -> list[str]:
         return [printer._print(arg) for arg in self.args]
 
+    def _latex_body(self, printer) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _latex(self, printer, exp: str | None = None) -> str:
+        body = self._latex_body(printer)
+        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+
 
 class softplus(_RealFunction):  # noqa: N801 - SymPy functions are lower-case by convention
     """softplus(x) = log(1 + e^x)."""
@@ -79,7 +86,7 @@ class softplus(_RealFunction):  # noqa: N801 - SymPy functions are lower-case by
     def _mp(cls, x):
         return mpmath.log1p(mpmath.exp(x))
 
-    def _latex(self, printer) -> str:
+    def _latex_body(self, printer) -> str:
         return r"\operatorname{softplus}\left(%s\right)" % self._latex_args(printer)[0]
 
 
@@ -95,7 +102,7 @@ class logsigmoid(_RealFunction):  # noqa: N801
     def _mp(cls, x):
         return -mpmath.log1p(mpmath.exp(-x))
 
-    def _latex(self, printer) -> str:
+    def _latex_body(self, printer) -> str:
         return r"\ln \sigma\left(%s\right)" % self._latex_args(printer)[0]
 
 
@@ -111,7 +118,7 @@ class sigmoid(_RealFunction):  # noqa: N801
     def _mp(cls, x):
         return 1 / (1 + mpmath.exp(-x))
 
-    def _latex(self, printer) -> str:
+    def _latex_body(self, printer) -> str:
         return r"\sigma\left(%s\right)" % self._latex_args(printer)[0]
 
 
@@ -129,7 +136,7 @@ class log1mexp(_RealFunction):  # noqa: N801
         x = min(x, mpmath.mpf(LOG1MEXP_MAX))
         return mpmath.log(-mpmath.expm1(x))
 
-    def _latex(self, printer) -> str:
+    def _latex_body(self, printer) -> str:
         return r"\ln\left(1 - e^{%s}\right)" % self._latex_args(printer)[0]
 
 
@@ -145,7 +152,7 @@ class relu(_RealFunction):  # noqa: N801
     def _mp(cls, x):
         return max(x, mpmath.mpf(0))
 
-    def _latex(self, printer) -> str:
+    def _latex_body(self, printer) -> str:
         return r"\max\left(%s, 0\right)" % self._latex_args(printer)[0]
 
 
@@ -161,7 +168,7 @@ class expc(_RealFunction):  # noqa: N801
     def _mp(cls, x):
         return mpmath.exp(min(x, mpmath.mpf(EXPC_MAX)))
 
-    def _latex(self, printer) -> str:
+    def _latex_body(self, printer) -> str:
         return r"e^{%s}" % self._latex_args(printer)[0]
 
 
@@ -177,7 +184,7 @@ class plog(_RealFunction):  # noqa: N801
     def _mp(cls, x):
         return mpmath.log(max(abs(x), mpmath.mpf(PLOG_MIN)))
 
-    def _latex(self, printer) -> str:
+    def _latex_body(self, printer) -> str:
         return r"\ln\left|%s\right|" % self._latex_args(printer)[0]
 
 
@@ -194,7 +201,7 @@ class pdiv(_RealFunction):  # noqa: N801
     def _mp(cls, a, b):
         return a / b if abs(b) > PDIV_EPS else mpmath.mpf(1)
 
-    def _latex(self, printer) -> str:
+    def _latex_body(self, printer) -> str:
         a, b = self._latex_args(printer)
         return r"\frac{%s}{%s}" % (a, b)
 
@@ -212,7 +219,7 @@ class sqrtabs(_RealFunction):  # noqa: N801
     def _mp(cls, x):
         return mpmath.sqrt(abs(x) + mpmath.mpf(SQRTABS_EPS))
 
-    def _latex(self, printer) -> str:
+    def _latex_body(self, printer) -> str:
         return r"\sqrt{\left|%s\right|}" % self._latex_args(printer)[0]
 
 

@@ -1,0 +1,286 @@
+"""Genetic programming over MPO slots: operators, candidates, and the ask/tell steps of a generation.
+
+A generation:
+
+1. ``ask(state, ops)``: build offspring (the initial population: the zoo's maps and random trees;
+   later: selection, crossover and mutation under static height/size limits), turn each into SymPy,
+   check validity, and key it canonically. Invalid candidates carry a reason and never train.
+2. the caller evaluates the *new* valid keys in one batched job (cached keys are not retrained);
+3. ``tell(state, candidates, results)``: assign fitness, update the cache, select the next population.
+
+All randomness goes through Python's ``random`` (DEAP's source of randomness), whose state is saved in
+:class:`SearchState` and restored around every step, so a resumed run continues the same sequence.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import sympy as sp
+from deap import gp, tools
+
+from symloss.expr import (
+    CHECKS,
+    canonical_key,
+    complexity,
+    make_pset,
+    parse_formula,
+    slot_variables,
+    stabilise,
+    sympy_to_tree,
+    to_formula,
+    to_latex,
+)
+from symloss.objectives import MirrorLoss, get_loss
+from symloss.search._config import SearchConfig
+from symloss.search._individual import Individual
+
+WORST = -1e30
+"""Fitness of a failed or invalid candidate (finite, so NSGA-II's crowding arithmetic stays defined)."""
+
+ZOO_SEEDS: dict[str, tuple[str, ...]] = {
+    "mirror": ("u", "u - log(1 - exp(u))", "softplus(u)", "u + tanh(u)"),
+    "link": ("softplus(-z)", "0.9*softplus(-z) + 0.1*softplus(z)", "square(z - 0.5)"),
+    "imitation": ("-u_w",),
+}
+"""Known forms put into the initial population: DPO's and ORPO's maps, DPO/cDPO/IPO-style links, SFT."""
+
+
+@dataclass(frozen=True)
+class FitnessResult:
+    """Fitness of one candidate: mean and std over seeds, or a failure reason (mean = -inf)."""
+
+    mean: float
+    std: float = 0.0
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason and math.isfinite(self.mean) and self.mean > WORST
+
+
+@dataclass
+class Candidate:
+    """An individual made concrete: its SymPy slots, loss, canonical key, complexity and validity."""
+
+    individual: Individual
+    exprs: dict[str, sp.Expr]
+    key: str
+    complexity: int
+    loss: MirrorLoss | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Operators:
+    """Everything variation needs, built once from the config (one visible place for operators)."""
+
+    config: SearchConfig
+    psets: Mapping[str, gp.PrimitiveSet]
+    base: MirrorLoss
+    generate: Callable[[gp.PrimitiveSet], list]
+    mate: Callable[[gp.PrimitiveTree, gp.PrimitiveTree], tuple]
+    mutations: tuple[Callable[[gp.PrimitiveTree, gp.PrimitiveSet], tuple], ...]
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """Explicit state of a search after ``generation`` completed generations (-1: nothing yet)."""
+
+    generation: int
+    population: tuple[Individual, ...]
+    rng_state: Any
+    cache: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    history: tuple[dict[str, Any], ...] = ()
+
+
+def _limit(fn: Callable, config: SearchConfig) -> Callable:
+    height = gp.staticLimit(key=operator.attrgetter("height"), max_value=config.max_height)
+    size = gp.staticLimit(key=len, max_value=config.max_size)
+    return size(height(fn))
+
+
+def mutate_constants(tree: gp.PrimitiveTree, pset: gp.PrimitiveSet, sigma: float) -> tuple[gp.PrimitiveTree]:
+    """Constant tuning: perturb every constant c by N(0, (sigma |c| + 0.01)^2), rounded to 3 decimals."""
+    for i, node in enumerate(tree):
+        if isinstance(node, gp.Terminal) and not isinstance(node.value, str) and hasattr(type(node), "func"):
+            new = type(node).__new__(type(node))
+            new.value = round(node.value + random.gauss(0.0, sigma * abs(node.value) + 0.01), 3)
+            tree[i] = new
+    return (tree,)
+
+
+def build_operators(config: SearchConfig) -> Operators:
+    """Primitive sets per slot and the variation operators, all limits and probabilities in one place."""
+    psets = {slot: make_pset(slot, uses_t=config.temporal, primitives=config.primitives,
+                             constant_range=config.constant_range) for slot in config.slots}
+    base = get_loss(config.base)
+    if config.beta is not None:
+        base = base.replace(beta=config.beta)
+    low, high = config.init_depth
+
+    def generate(pset: gp.PrimitiveSet) -> list:
+        return gp.genHalfAndHalf(pset, min_=low, max_=high)
+
+    def mut_uniform(tree, pset):
+        return gp.mutUniform(tree, expr=functools.partial(gp.genGrow, min_=0, max_=2), pset=pset)
+
+    def mut_constants(tree, pset):
+        return mutate_constants(tree, pset, config.constant_sigma)
+
+    def mut_shrink(tree, pset):
+        return gp.mutShrink(tree)
+
+    mutations = tuple(_limit(fn, config) for fn in (
+        mut_uniform, gp.mutNodeReplacement, mut_shrink, mut_constants, gp.mutInsert))
+    return Operators(config, psets, base, generate, _limit(gp.cxOnePoint, config), mutations)
+
+
+def make_candidate(individual: Individual, ops: Operators) -> Candidate:
+    """Convert, check and key an individual; invalid ones get a reason and no loss."""
+    try:
+        exprs = individual.exprs()
+        key = "|".join(f"{slot}:{canonical_key(exprs[slot])}" for slot in sorted(exprs))
+        size = sum(complexity(e) for e in exprs.values())
+    except (RecursionError, ValueError, TypeError) as exc:
+        return Candidate(individual, {}, f"invalid:{id(individual)}", individual.size, None, f"conversion: {exc}")
+    for slot, expr in exprs.items():
+        result = CHECKS[slot](expr, uses_t=ops.config.temporal)
+        if not result:
+            return Candidate(individual, exprs, key, size, None, f"{slot}: {result.reason}")
+    try:
+        loss = ops.base.replace(**exprs, name="candidate")
+    except ValueError as exc:
+        return Candidate(individual, exprs, key, size, None, f"loss: {exc}")
+    return Candidate(individual, exprs, key, size, loss)
+
+
+def _seed_individuals(ops: Operators) -> list[Individual]:
+    """Individuals made of the zoo's forms, slot by slot (other slots take the base loss's form)."""
+    seeds = []
+    for slot in ops.config.slots:
+        for text in ZOO_SEEDS[slot]:
+            trees = {}
+            for s in ops.config.slots:
+                expr = stabilise(parse_formula(text, slot_variables(s))) if s == slot else getattr(ops.base, s)
+                if expr is None:
+                    expr = parse_formula(ZOO_SEEDS[s][0], slot_variables(s))
+                try:
+                    trees[s] = gp.PrimitiveTree(sympy_to_tree(expr, ops.psets[s]))
+                except ValueError:
+                    break
+            else:
+                seeds.append(Individual(trees))
+    return seeds
+
+
+def initial_individuals(ops: Operators) -> list[Individual]:
+    """The zoo's forms (if ``seed_zoo``) followed by random trees, ``population`` in all."""
+    config = ops.config
+    individuals = _seed_individuals(ops)[: config.population] if config.seed_zoo else []
+    while len(individuals) < config.population:
+        individuals.append(Individual({slot: gp.PrimitiveTree(ops.generate(pset))
+                                       for slot, pset in ops.psets.items()}))
+    return individuals
+
+
+def _selection_score(ind: Individual, parsimony: float) -> float:
+    score, size = ind.fitness.values
+    return score - parsimony * size if score > WORST else WORST
+
+
+def select(population: Sequence[Individual], k: int, config: SearchConfig) -> list[Individual]:
+    """Parents: tournament on fitness - parsimony * complexity, or NSGA-II's crowded tournament on
+    (fitness, complexity) when the population size is a multiple of 4 (DEAP's requirement)."""
+    if config.selection == "nsga2" and len(population) % 4 == 0 and k <= len(population):
+        ranked = tools.selNSGA2(list(population), len(population))  # assigns crowding distances
+        return tools.selTournamentDCD(ranked, k)
+    chosen = []
+    for _ in range(k):
+        contestants = [random.choice(population) for _ in range(config.tournament_size)]
+        chosen.append(max(contestants, key=lambda ind: _selection_score(ind, config.parsimony)))
+    return chosen
+
+
+def vary(parents: Sequence[Individual], ops: Operators) -> list[Individual]:
+    """Crossover (per slot, with ``crossover_prob``) and mutation (``mutation_prob``) of copies."""
+    config = ops.config
+    offspring = [p.copy() for p in parents]
+    for i in range(1, len(offspring), 2):
+        if random.random() < config.crossover_prob:
+            for slot in config.slots:
+                a, b = ops.mate(offspring[i - 1].trees[slot], offspring[i].trees[slot])
+                offspring[i - 1].trees[slot], offspring[i].trees[slot] = a, b
+    for child in offspring:
+        if random.random() < config.mutation_prob:
+            slot = random.choice(config.slots)
+            mutation = random.choice(ops.mutations)
+            (child.trees[slot],) = mutation(child.trees[slot], ops.psets[slot])
+    return offspring
+
+
+def ask(state: SearchState, ops: Operators) -> tuple[list[Candidate], SearchState]:
+    """Offspring of the next generation as candidates (checked and keyed), and the advanced RNG state."""
+    random.setstate(state.rng_state)
+    if not state.population:
+        individuals = initial_individuals(ops)
+    else:
+        n_children = ops.config.population - (0 if ops.config.selection == "nsga2" else ops.config.elite)
+        individuals = vary(select(state.population, n_children, ops.config), ops)
+    candidates = [make_candidate(ind, ops) for ind in individuals]
+    return candidates, replace(state, rng_state=random.getstate())
+
+
+def _record(candidate: Candidate, result: FitnessResult, generation: int) -> dict[str, Any]:
+    return {"mean": result.mean, "std": result.std, "reason": result.reason or candidate.reason,
+            "complexity": candidate.complexity, "generation": generation,
+            "formulas": {slot: to_formula(e) for slot, e in candidate.exprs.items()},
+            "latex": {slot: to_latex(e) for slot, e in candidate.exprs.items()}}
+
+
+def tell(state: SearchState, candidates: Sequence[Candidate], results: Mapping[str, FitnessResult],
+         ops: Operators) -> tuple[SearchState, dict[str, Any]]:
+    """Assign fitness (failed candidates get -inf and their reason), update the cache, select survivors."""
+    generation = state.generation + 1
+    cache = dict(state.cache)
+    n_new = n_cached = n_invalid = 0
+    for cand in candidates:
+        if cand.loss is None:
+            result = FitnessResult(WORST, 0.0, cand.reason)
+            n_invalid += 1
+        elif cand.key in cache:
+            stored = cache[cand.key]
+            result = FitnessResult(stored["mean"], stored["std"], stored["reason"])
+            n_cached += 1
+        else:
+            result = results.get(cand.key, FitnessResult(WORST, 0.0, "not evaluated"))
+            n_new += 1
+        if cand.loss is not None and cand.key not in cache:
+            cache[cand.key] = _record(cand, result, generation)
+        mean = result.mean if math.isfinite(result.mean) and not result.reason else WORST
+        cand.individual.fitness.values = (mean, float(cand.complexity))
+    population = _survivors(state.population, [c.individual for c in candidates], ops.config)
+    scores = [ind.fitness.values[0] for ind in population if ind.fitness.values[0] > WORST]
+    metrics = {"generation": generation, "best": max(scores, default=WORST),
+               "mean": sum(scores) / len(scores) if scores else WORST, "new": n_new, "cached": n_cached,
+               "invalid": n_invalid, "candidates": len(candidates)}
+    new_state = replace(state, generation=generation, population=tuple(population), cache=cache,
+                        history=(*state.history, metrics))
+    return new_state, metrics
+
+
+def _survivors(parents: Sequence[Individual], offspring: Sequence[Individual],
+               config: SearchConfig) -> list[Individual]:
+    if not parents:
+        return list(offspring)
+    if config.selection == "nsga2":
+        return tools.selNSGA2([*parents, *offspring], config.population)
+    elites = sorted(parents, key=lambda ind: ind.fitness.values[0], reverse=True)[: config.elite]
+    return [*elites, *offspring]
+

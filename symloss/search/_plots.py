@@ -1,0 +1,71 @@
+"""Plots of a search: best fitness per generation, the Pareto front, the best mirror map beside DPO's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from symloss.objectives import MirrorLoss
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_fitness(history: Sequence[dict[str, Any]], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    gens = [h["generation"] for h in history]
+    ax.plot(gens, [h["best"] for h in history], marker="o", label="best")
+    ax.plot(gens, [h["mean"] for h in history], marker=".", label="population mean")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("fitness")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_pareto(pareto: pd.DataFrame, everything: pd.DataFrame, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    if not everything.empty:
+        ax.scatter(everything["complexity"], everything["fitness_mean"], s=10, alpha=0.4, label="evaluated")
+    if not pareto.empty:
+        ax.step(pareto["complexity"], pareto["fitness_mean"], where="post", color="C3", marker="o",
+                label="Pareto front")
+    ax.set_xlabel("complexity (nodes)")
+    ax.set_ylabel("fitness")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_mirror(loss: MirrorLoss, path: Path) -> None:
+    """The best mirror map, normalised (m(-1) = 0, m'(-1) = 1), beside DPO's m(u) = u on u in [-10, 0)."""
+    from symloss.search._fitness import mirror_grid, normalised_mirror
+
+    plt = _pyplot()
+    grid = mirror_grid(-10.0, -0.01, 300)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(grid, grid + 1.0, "--", color="gray", label="DPO: m(u) = u")
+    for t in ((0.0, 1.0) if loss.uses_progress else (0.0,)):
+        values = normalised_mirror(loss.mirror, grid, t=t).detach()
+        label = "discovered" + (f" (t={t:g})" if loss.uses_progress else "")
+        ax.plot(grid, torch.nan_to_num(values, nan=float("nan")), label=label)
+    ax.set_xlabel("u = log pi(y)")
+    ax.set_ylabel("normalised m(u)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

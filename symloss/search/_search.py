@@ -1,0 +1,217 @@
+"""LossSearch: the estimator that evolves MPO losses and hands back closed-form formulas.
+
+Read top to bottom, one generation is::
+
+    candidates, state = ask(state, ops)                   # offspring, checked and canonically keyed
+    pending = new valid keys (not in the fitness cache)
+    results = fitness([loss of each pending key])         # ONE batched job
+    state, metrics = tell(state, candidates, results)     # fitness, cache, survivors
+    checkpoint(state)                                     # kill -9 loses at most this generation
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sympy as sp
+
+from symloss.expr import parse_formula, stabilise
+from symloss.objectives import MirrorLoss
+from symloss.search import _artefacts as art
+from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
+from symloss.search._evolve import FitnessResult, Operators, SearchState, ask, build_operators, tell
+from symloss.search._fitness import FitnessFn, safe_call
+from symloss.search._plots import plot_fitness, plot_mirror, plot_pareto
+
+logger = logging.getLogger(__name__)
+
+
+class LossSearch:
+    """Genetic-programming search for MPO losses (``fit`` returns ``self``; results end in ``_``).
+
+    Args:
+        config: a :class:`SearchConfig`; or give its fields as keyword arguments instead.
+        fitness: a callable ``losses -> [FitnessResult | float]`` scoring a whole generation at once;
+            None uses the batched trainer's built-in fitness (``config.fitness``) on the benchmark.
+        progress: show a live progress display.
+
+    Fitted attributes: ``hall_of_fame_`` (DataFrame: rank, fitness_mean, fitness_std, complexity, latex,
+    expression, key, generation, and one column per evolved slot), ``best_`` (a MirrorLoss),
+    ``pareto_`` (fitness vs complexity front), ``history_`` (metrics per generation), ``state_``.
+    """
+
+    def __init__(self, config: SearchConfig | None = None, *, fitness: FitnessFn | None = None,
+                 progress: bool = True, **kwargs: Any) -> None:
+        if config is not None and kwargs:
+            raise ValueError(f"give either config= or SearchConfig fields, not both (got {sorted(kwargs)})")
+        self.config = config if config is not None else SearchConfig(**kwargs)
+        if fitness is not None and not callable(fitness):
+            raise ValueError(f"fitness={fitness!r}: must be callable (losses -> results) or None")
+        self.fitness = fitness
+        self.progress = progress
+        self._resume = False
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, fitness: FitnessFn | None = None, progress: bool = True,
+               **changes: Any) -> LossSearch:
+        """A search continuing the run in ``run_dir``; only fields in RESUMABLE_CHANGES may change."""
+        run_dir = Path(run_dir)
+        try:
+            stored = json.loads((run_dir / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"run_dir={str(run_dir)!r}: not a symloss run directory ({exc})") from exc
+        bad = sorted(set(changes) - RESUMABLE_CHANGES)
+        if bad:
+            raise ValueError(f"resume: cannot change {bad}; only {sorted(RESUMABLE_CHANGES)} may change")
+        config = SearchConfig.from_dict({**stored, **changes, "run_dir": str(run_dir)})
+        search = cls(config, fitness=fitness, progress=progress)
+        search._resume = True
+        return search
+
+    # -- fitting --------------------------------------------------------------------------------------------
+
+    def fit(self) -> LossSearch:
+        """Run the search (or continue it, after :meth:`resume`) and set the fitted attributes."""
+        config = self.config
+        ops = build_operators(config)
+        run_dir = self._prepare_run_dir(ops)
+        state = self._initial_state(ops, run_dir)
+        fitness = self.fitness if self.fitness is not None else self._builtin_fitness()
+        try:
+            with self._display() as display:
+                task = display.add_task("search", total=config.generations + 1,
+                                        completed=state.generation + 1) if display else None
+                while state.generation < config.generations:
+                    state = self._generation(state, ops, fitness, run_dir)
+                    if display:
+                        last = state.history[-1]
+                        display.update(task, advance=1, description=f"gen {last['generation']} "
+                                       f"best {last['best']:.4g} new {last['new']}")
+        finally:
+            self._set_fitted(state)
+            if run_dir is not None and state.generation >= 0:
+                self._write_artefacts(run_dir)
+        return self
+
+    def _generation(self, state: SearchState, ops: Operators, fitness: FitnessFn,
+                    run_dir: Path | None) -> SearchState:
+        start = time.perf_counter()
+        candidates, state = ask(state, ops)
+        pending: dict[str, MirrorLoss] = {}
+        for cand in candidates:
+            if cand.loss is not None and cand.key not in state.cache and cand.key not in pending:
+                pending[cand.key] = cand.loss
+        results = dict(zip(pending, safe_call(fitness, list(pending.values())), strict=True))
+        state, metrics = tell(state, candidates, results, ops)
+        metrics["seconds"] = round(time.perf_counter() - start, 3)
+        metrics["failed"] = sum(1 for r in results.values() if not r.ok)
+        state = SearchState(state.generation, state.population, state.rng_state, state.cache,
+                            (*state.history[:-1], metrics))
+        logger.info("generation %d: %s", metrics["generation"], metrics)
+        if run_dir is not None:
+            art.save_checkpoint(run_dir, state)
+            with open(run_dir / "log.jsonl", "a") as log:
+                log.write(json.dumps(metrics) + "\n")
+        return state
+
+    def _initial_state(self, ops: Operators, run_dir: Path | None) -> SearchState:
+        if self._resume and run_dir is not None and (run_dir / "checkpoint.json").exists():
+            return art.load_checkpoint(run_dir, ops.psets)
+        return SearchState(-1, (), random.Random(self.config.seed).getstate())
+
+    def _prepare_run_dir(self, ops: Operators) -> Path | None:
+        if self.config.run_dir is None:
+            if self._resume:
+                raise ValueError("resume: run_dir is None")
+            return None
+        run_dir = Path(self.config.run_dir)
+        if self._resume:
+            art.check_resume_config(run_dir, self.config)
+            return run_dir
+        if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
+            raise ValueError(
+                f"run_dir={str(run_dir)!r} already holds a run; continue it with resume "
+                "(`symloss search --resume DIR`) or choose another directory. Nothing was overwritten."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        art.write_json_atomic(run_dir / "config.json", self.config.to_dict())
+        return run_dir
+
+    def _display(self):
+        if not self.progress:
+            return nullcontext(None)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TimeElapsedColumn())
+
+    def _builtin_fitness(self) -> FitnessFn:
+        from symloss.search._train_fitness import TrainerFitness
+
+        return TrainerFitness.from_search_config(self.config, progress=self.progress)
+
+    # -- results --------------------------------------------------------------------------------------------
+
+    def _set_fitted(self, state: SearchState) -> None:
+        self.state_ = state
+        self.history_ = pd.DataFrame(list(state.history))
+        self.hall_of_fame_ = art.hall_of_fame_table(state.cache, self.config.hall_of_fame)
+        self.pareto_ = art.pareto_table(state.cache)
+        self.best_ = self.loss(0) if not self.hall_of_fame_.empty else None
+
+    def loss(self, index: int = 0) -> MirrorLoss:
+        """The MirrorLoss of hall-of-fame row ``index`` (0 = best). Pure accessor."""
+        self._check_fitted()
+        if not 0 <= index < len(self.hall_of_fame_):
+            raise IndexError(f"index={index}: the hall of fame has {len(self.hall_of_fame_)} rows")
+        row = self.hall_of_fame_.iloc[index]
+        ops_base = build_operators(self.config).base
+        slots = {slot: stabilise(parse_formula(row[slot], _slot_vars(slot))) for slot in self.config.slots}
+        return ops_base.replace(**slots, name=f"symloss_{row['key'][:8].replace(':', '')}")
+
+    def sympy(self, index: int = 0) -> dict[str, sp.Expr]:
+        """SymPy expression of each evolved slot of hall-of-fame row ``index``."""
+        loss = self.loss(index)
+        return {slot: getattr(loss, slot) for slot in self.config.slots}
+
+    def latex(self, index: int = 0) -> str:
+        return self.loss(index).latex()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "hall_of_fame_"):
+            raise RuntimeError("this LossSearch is not fitted yet: call fit() first")
+
+    def _write_artefacts(self, run_dir: Path) -> None:
+        self.hall_of_fame_.to_csv(run_dir / "hall_of_fame.csv", index=False)
+        if not self.history_.empty:
+            plot_fitness(self.state_.history, run_dir / "fitness.png")
+        everything = art.hall_of_fame_table(self.state_.cache, len(self.state_.cache) or 1)
+        plot_pareto(self.pareto_, everything, run_dir / "pareto.png")
+        if self.best_ is None:
+            return
+        row = self.hall_of_fame_.iloc[0]
+        best = {**self.best_.to_dict(), "latex": self.best_.latex(), "fitness_mean": float(row["fitness_mean"]),
+                "fitness_std": float(row["fitness_std"]), "complexity": int(row["complexity"]),
+                "key": row["key"], "search": self.config.to_dict()}
+        art.write_json_atomic(run_dir / "best.json", best)
+        (run_dir / "best.tex").write_text(self.best_.latex() + "\n")
+        (run_dir / "best.py").write_text(self.best_.to_python())
+        if "mirror" in self.config.slots:
+            plot_mirror(self.best_, run_dir / "mirror.png")
+
+
+def _slot_vars(slot: str) -> Sequence[str]:
+    from symloss.objectives import SLOT_SPECS
+
+    return SLOT_SPECS[slot]
+
+
+__all__ = ["LossSearch", "FitnessResult"]
