@@ -1,0 +1,316 @@
+"""The population trainer: P candidate losses x S seeds trained at once as P * S stacked policies.
+
+Member i = p * S + s trains candidate loss p with seed s. One step, for every member at once:
+
+    idx_s    ~ U{0..n-1}^B from torch.Generator(seed_s)          (shared by all candidates with seed s)
+    logp     = token_logps(params, obs[idx], bins[idx])             [N, 2B, T], one baddbmm per layer
+    L_i      = mean_b loss_p(LogpBatch(logp_i, ref[idx_s], t = step / steps))     candidate p's own loss
+    grads    = d/d(params) sum_i where(alive_i, L_i, 0)             one backward; members share no parameter
+    clip each member's gradient to max_grad_norm, then Adam per member (``_optim``)
+
+A member whose loss or gradient norm is non-finite (or whose loss raises) is frozen from that step on:
+its update is exactly zero, it keeps its last finite parameters, it is marked failed with the step and
+the reason, and it has no effect on any other member (no reduction mixes members). Populations larger
+than ``max_members_per_chunk`` (or the memory estimate) train chunk by chunk with identical minibatches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+
+from symloss.bench import TokenPolicySpec, token_logps
+from symloss.objectives import LogpBatch, MirrorLoss
+from symloss.train._config import TrainConfig
+from symloss.train._data import PreferenceData, prepare_data
+from symloss.train._fitness import FitnessContext, resolve_fitness, split_fitness
+from symloss.train._optim import adam_init, adam_step_, clip_grads_, member_grad_norm
+from symloss.train._result import PopulationResult
+
+__all__ = ["PopulationTrainer", "member_bytes"]
+
+log = logging.getLogger(__name__)
+
+CURVES: tuple[str, ...] = ("loss", "accuracy", "grad_norm")
+BAD_LOSS, BAD_GRAD = 1, 2
+CPU_MEMORY_MB = 2048.0
+
+
+def member_bytes(spec: TokenPolicySpec, batch_size: int, seg_len: int, *, dtype_bytes: int = 4,
+                 per_member_obs: bool = False) -> int:
+    """Estimated memory of one member during a step: activations, gradients, parameters, Adam moments."""
+    rows = 2 * batch_size * seg_len  # chosen and rejected steps
+    per_row = 3 * sum(spec.hidden) + 3 * spec.act_dim * spec.n_bins + 4 * spec.act_dim
+    per_row += (spec.obs_dim + spec.act_dim) if per_member_obs else 0
+    n_params = sum(i * o + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:]))
+    return int(1.5 * dtype_bytes * (rows * per_row + 5 * n_params))
+
+
+def _groups(candidates: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Runs of consecutive members with the same candidate: ``(candidate, lo, hi)``."""
+    out: list[tuple[int, int, int]] = []
+    for i, p in enumerate(candidates):
+        if out and out[-1][0] == p:
+            out[-1] = (p, out[-1][1], i + 1)
+        else:
+            out.append((p, i, i + 1))
+    return out
+
+
+def _minibatch(train: dict[str, torch.Tensor], idx: torch.Tensor, seed_pos: torch.Tensor,
+               shared: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Inputs of one step: obs ``[2B, L, D]`` (shared) or ``[n, 2B, L, D]``, bins likewise, and per side
+    masks / reference log-probs ``[B, T]`` (shared) or ``[n, B, T]``. ``idx``: ``[U, B]``, one row per seed."""
+    if shared:
+        idx = idx[0]
+    obs = torch.cat([train["chosen_obs"][idx], train["rejected_obs"][idx]], dim=-3)
+    bins = torch.cat([train["chosen_bins"][idx], train["rejected_bins"][idx]], dim=-3)
+    side = {k: train[k][idx] for k in ("chosen_mask", "rejected_mask", "ref_chosen_logps", "ref_rejected_logps")}
+    if not shared:
+        obs, bins = obs[seed_pos], bins[seed_pos]
+        side = {k: v[seed_pos] for k, v in side.items()}
+    return obs, bins, side
+
+
+def _member_losses(losses: Sequence[MirrorLoss], groups: list[tuple[int, int, int]], logp: torch.Tensor,
+                   side: dict[str, torch.Tensor], t: float, shared: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[int, str]]:
+    """Mean loss and accuracy over the minibatch per member ``[n]``; candidates whose loss raised."""
+    b = logp.shape[1] // 2
+    sizes = [hi - lo for _, lo, hi in groups]
+    # one split per tensor (not a slice per group): slicing would make backward O(P^2) in zero-filled grads
+    chosen, rejected = (x.split(sizes) for x in logp.split(b, dim=1))
+    out_loss, out_acc, errors = [], [], {}
+    for g, (p, lo, hi) in enumerate(groups):
+        part = {k: v.expand(hi - lo, *v.shape) if shared else v[lo:hi] for k, v in side.items()}
+        batch = LogpBatch(chosen[g], rejected[g], part["chosen_mask"], part["rejected_mask"],
+                          part["ref_chosen_logps"], part["ref_rejected_logps"], progress=t)
+        try:
+            out = losses[p](batch, validate=False)
+            if out.loss.shape != (hi - lo, b):
+                raise ValueError(f"loss shape {tuple(out.loss.shape)}, expected {(hi - lo, b)}")
+            out_loss.append(out.loss.mean(-1))
+            out_acc.append(out.accuracy.mean(-1))
+        except Exception as exc:  # a candidate never raises inside a batch: it fails alone
+            errors[p] = f"loss raised {type(exc).__name__}: {exc}"
+            out_loss.append(logp.new_full((hi - lo,), math.nan))
+            out_acc.append(logp.new_full((hi - lo,), math.nan))
+    return torch.cat(out_loss), torch.cat(out_acc), errors
+
+
+def _grads(total: torch.Tensor, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if not total.requires_grad:  # every member frozen (or constant losses)
+        return {k: torch.zeros_like(v) for k, v in params.items()}
+    gs = torch.autograd.grad(total, list(params.values()), allow_unused=True)
+    return {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(params.items(), gs)}
+
+
+def _fail_(active: torch.Tensor, bad: torch.Tensor, code: torch.Tensor, step: torch.Tensor, c: int, k: int) -> None:
+    newly = active & bad
+    code.masked_fill_(newly, c)
+    step.masked_fill_(newly, k)
+    active &= ~newly
+
+
+def _train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceData, candidates: list[int],
+                 seeds: list[int], shared: bool) -> dict:
+    """Train one chunk of members; returns final params, curves and failure records (on ``data.device``)."""
+    n, device, steps = len(candidates), data.device, cfg.steps
+    params = {k: v.expand(n, *v.shape[1:]).clone().requires_grad_(True) for k, v in data.reference.items()}
+    opt = adam_init(params)
+    uniq = sorted(set(seeds))
+    gens = [torch.Generator().manual_seed(int(s)) for s in uniq]
+    seed_pos = torch.tensor([uniq.index(s) for s in seeds], device=device)
+    groups, batch_size = _groups(candidates), min(cfg.batch_size, data.n_train)
+    active = torch.ones(n, dtype=torch.bool, device=device)
+    code = torch.zeros(n, dtype=torch.int64, device=device)
+    failed_at = torch.full((n,), -1, dtype=torch.int64, device=device)
+    curves = {c: torch.full((n, steps), math.nan, dtype=data.dtype, device=device) for c in CURVES}
+    raised: dict[int, tuple[int, str]] = {}
+    for k in range(steps):
+        idx = torch.stack([torch.randint(0, data.n_train, (batch_size,), generator=g) for g in gens]).to(device)
+        obs, bins, side = _minibatch(data.train, idx, seed_pos, shared)
+        logp = token_logps(data.spec, params, obs, bins)  # [n, 2B, T]
+        loss, acc, errors = _member_losses(losses, groups, logp, side, k / steps, shared)
+        for p, msg in errors.items():
+            raised.setdefault(p, (k, msg))
+        _fail_(active, ~torch.isfinite(loss), code, failed_at, BAD_LOSS, k)
+        grads = _grads(torch.where(active, loss, torch.zeros((), dtype=loss.dtype, device=device)).sum(), params)
+        norm = member_grad_norm(grads)
+        _fail_(active, ~torch.isfinite(norm), code, failed_at, BAD_GRAD, k)
+        clip_grads_(grads, norm, active, cfg.max_grad_norm)
+        adam_step_(params, grads, opt, active, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+        for name, value in zip(CURVES, (loss, acc, norm)):
+            curves[name][:, k] = value.detach()
+    after = torch.arange(steps, device=device) > failed_at[:, None]
+    for name in CURVES:  # nothing is recorded for a member after it failed
+        curves[name].masked_fill_(after & (failed_at[:, None] >= 0), math.nan)
+    return {"params": {k: v.detach() for k, v in params.items()}, "curves": curves, "active": active,
+            "code": code, "failed_at": failed_at, "raised": raised}
+
+
+def _reason(code: int, step: int, loss_value: float, raised: tuple[int, str] | None) -> str:
+    if code == 0:
+        return ""
+    if raised is not None and raised[0] == step:
+        return f"{raised[1]} (step {step})"
+    if code == BAD_LOSS:
+        return f"non-finite loss ({loss_value}) at step {step}"
+    return f"non-finite gradient at step {step}"
+
+
+class PopulationTrainer:
+    """Train P candidate losses x S seeds as one batched population and score them.
+
+    >>> trainer = PopulationTrainer(TrainConfig(steps=250, fitness="offline"))   # doctest: +SKIP
+    >>> data = trainer.prepare(ds, spec, reference)        # reference log-probs, once per dataset
+    >>> result = trainer.fit([dpo(), orpo()], data, seeds=3)
+    >>> result.fitness, result.fitness_std, result.status
+    """
+
+    def __init__(self, config: TrainConfig | None = None, **overrides) -> None:
+        if config is not None and not isinstance(config, TrainConfig):
+            raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+        self.config = TrainConfig(**overrides) if config is None else config
+
+    def prepare(self, ds, spec: TokenPolicySpec, reference: dict[str, torch.Tensor], *,
+                holdout_fraction: float = 0.1, split_seed: int = 0) -> PreferenceData:
+        """:func:`prepare_data` on this trainer's device and dtype (hold the result across generations)."""
+        return prepare_data(ds, spec, reference, holdout_fraction=holdout_fraction, split_seed=split_seed,
+                            device=self.config.device, dtype=self.config.torch_dtype)
+
+    def chunk_size(self, data: PreferenceData, n_members: int, n_seeds: int) -> int:
+        """Members per chunk: ``max_members_per_chunk`` or the memory budget over :func:`member_bytes`."""
+        cfg = self.config
+        if cfg.max_members_per_chunk is not None:
+            return min(cfg.max_members_per_chunk, n_members)
+        budget_mb = cfg.memory_budget_mb
+        if budget_mb is None:
+            if data.device.type == "cuda":
+                budget_mb = torch.cuda.mem_get_info(data.device)[0] / 2**20 / 2
+            else:
+                budget_mb = CPU_MEMORY_MB
+        per = member_bytes(data.spec, min(cfg.batch_size, data.n_train), data.train["chosen_obs"].shape[1],
+                           dtype_bytes=torch.finfo(data.dtype).bits // 8, per_member_obs=n_seeds > 1)
+        return max(1, min(n_members, int(budget_mb * 2**20 // per)))
+
+    def fit(self, losses: Sequence[MirrorLoss], data: PreferenceData, *,
+            seeds: int | Sequence[int] = 1) -> PopulationResult:
+        """Train every (loss, seed) member from the reference, then score it with the configured fitness.
+
+        Args:
+            losses: the P candidate objectives.
+            data: from :meth:`prepare` / :func:`prepare_data`.
+            seeds: S (seeds 0..S-1) or the seeds themselves.
+        """
+        losses, seeds = _check_losses(losses), _check_seeds(seeds)
+        data = self._check_data(data)
+        cfg, fitness_fn, start = self.config, resolve_fitness(self.config.fitness), time.perf_counter()
+        n_seeds = len(seeds)
+        candidates = [p for p in range(len(losses)) for _ in seeds]
+        member_seeds = [s for _ in losses for s in seeds]
+        size = self.chunk_size(data, len(candidates), n_seeds)
+        parts = []
+        for lo in range(0, len(candidates), size):
+            cands, mseeds = candidates[lo:lo + size], member_seeds[lo:lo + size]
+            log.debug("training members %d..%d of %d", lo, lo + len(cands), len(candidates))
+            out = _train_chunk(cfg, losses, data, cands, mseeds, shared=n_seeds == 1)
+            out["fitness"], out["metrics"] = self._score(fitness_fn, data, out, cands, mseeds)
+            parts.append(_to_cpu(out, cands))
+        return _assemble(losses, seeds, parts, time.perf_counter() - start)
+
+    def _score(self, fitness_fn, data: PreferenceData, out: dict, cands: list[int],
+               seeds: list[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Fitness ``[n]`` of the chunk's surviving members (NaN for failed ones), and extra metrics."""
+        alive = out["active"].cpu()
+        fit = torch.full((len(cands),), math.nan, dtype=torch.float64)
+        metrics: dict[str, torch.Tensor] = {}
+        if not alive.any():
+            return fit, metrics
+        keep = alive.nonzero().squeeze(1)
+        params = {k: v[keep.to(v.device)] for k, v in out["params"].items()}
+        ctx = FitnessContext(data, self.config, torch.tensor(cands)[keep], torch.tensor(seeds)[keep])
+        with torch.no_grad():
+            values, extras = split_fitness(fitness_fn(data.spec, params, ctx), len(keep))
+        fit[keep] = values
+        for name, v in extras.items():
+            metrics[name] = torch.full((len(cands),), math.nan, dtype=torch.float64)
+            metrics[name][keep] = v
+        return fit, metrics
+
+    def _check_data(self, data: PreferenceData) -> PreferenceData:
+        if not isinstance(data, PreferenceData):
+            raise TypeError(f"data: expected PreferenceData (from PopulationTrainer.prepare or prepare_data), "
+                            f"got {type(data).__name__}")
+        cfg = self.config
+        if cfg.fitness == "return" and data.env is None:
+            raise ValueError("fitness='return': data.env is None (synthetic data); use fitness='offline' or a "
+                             "callable")
+        if cfg.fitness == "offline" and data.holdout is None:
+            raise ValueError("fitness='offline': data has no held-out split; prepare it with holdout_fraction > 0")
+        if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={cfg.device!r}: CUDA is not available here; use device='cpu'")
+        return data.to(cfg.device, cfg.torch_dtype)
+
+
+def _check_losses(losses: Sequence[MirrorLoss]) -> list[MirrorLoss]:
+    if isinstance(losses, MirrorLoss):
+        losses = [losses]
+    losses = list(losses)
+    if not losses:
+        raise ValueError("losses=[]: give at least one MirrorLoss")
+    bad = [i for i, loss in enumerate(losses) if not isinstance(loss, MirrorLoss)]
+    if bad:
+        raise TypeError(f"losses[{bad[0]}]: expected a MirrorLoss, got {type(losses[bad[0]]).__name__}")
+    return losses
+
+
+def _check_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds={seeds!r}: must be >= 1 (a count) or a list of distinct seeds")
+        return tuple(range(seeds))
+    values = tuple(seeds)
+    if not values or len(set(values)) != len(values) or not all(isinstance(s, int) and s >= 0 for s in values):
+        raise ValueError(f"seeds={seeds!r}: must be a count >= 1 or a non-empty list of distinct integers >= 0")
+    return values
+
+
+def _to_cpu(out: dict, cands: list[int]) -> dict:
+    loss = out["curves"]["loss"]
+    reasons = []
+    for i, (code, step) in enumerate(zip(out["code"].tolist(), out["failed_at"].tolist())):
+        value = loss[i, step].item() if step >= 0 else math.nan
+        reasons.append(_reason(code, step, value, out["raised"].get(cands[i])))
+    return {"params": {k: v.cpu() for k, v in out["params"].items()},
+            "curves": {k: v.cpu() for k, v in out["curves"].items()}, "failed_at": out["failed_at"].cpu(),
+            "reasons": reasons, "fitness": out["fitness"], "metrics": out["metrics"]}
+
+
+def _assemble(losses: list[MirrorLoss], seeds: tuple[int, ...], parts: list[dict], wall_s: float) -> PopulationResult:
+    p, s = len(losses), len(seeds)
+
+    def grid(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(p, s, *x.shape[1:])
+
+    per_seed = grid(torch.cat([part["fitness"] for part in parts]))
+    reasons = [r for part in parts for r in part["reasons"]]
+    failed_at = grid(torch.cat([part["failed_at"] for part in parts]))
+    names = {name for part in parts for name in part["metrics"]}
+    metrics = {name: grid(torch.cat([part["metrics"].get(name, torch.full_like(part["fitness"], math.nan))
+                                     for part in parts])) for name in sorted(names)}
+    return PopulationResult(
+        names=tuple(loss.name for loss in losses), seeds=seeds, fitness_per_seed=per_seed,
+        fitness=per_seed.mean(1), fitness_std=per_seed.std(1, correction=0),
+        member_status=tuple(tuple("failed" if r else "ok" for r in reasons[i * s:(i + 1) * s]) for i in range(p)),
+        failure_step=failed_at,
+        failure_reason=tuple(tuple(reasons[i * s:(i + 1) * s]) for i in range(p)),
+        curves={k: grid(torch.cat([part["curves"][k] for part in parts])) for k in CURVES},
+        metrics=metrics,
+        params={k: torch.cat([part["params"][k] for part in parts]) for k in parts[0]["params"]},
+        wall_s=wall_s,
+    )
