@@ -17,7 +17,7 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/symloss demo
+	$(BIN)/symloss search
 
 test: install
 	$(BIN)/ruff check symloss tests benchmarks paper_repro
