@@ -80,9 +80,9 @@ class MirrorDPOConfig(DPOConfig):
     )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.mirror_loss is not None:
             load_loss(self.mirror_loss)  # fail here, before any model is built
+        super().__post_init__()
 
     @property
     def loss(self) -> MirrorLoss | None:
