@@ -1,0 +1,154 @@
+"""Population trainer: plain-loop parity, determinism, shared minibatches, NaN isolation, chunking."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from _train_data import synthetic_data
+
+from symloss.objectives import MirrorLoss, dpo, orpo, ta_mpo
+from symloss.train import PopulationTrainer, TrainConfig, train_single
+
+CFG = TrainConfig(steps=12, batch_size=8, lr=1e-2, fitness="offline")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_data()
+
+
+def _fit(losses, data, seeds=2, **kw):
+    return PopulationTrainer(dataclasses.replace(CFG, **kw)).fit(losses, data, seeds=seeds)
+
+
+class Bomb(MirrorLoss):
+    """DPO whose loss turns non-finite (or raises, or has a NaN gradient) from progress t >= 1/2 on."""
+
+    def __init__(self, mode: str = "nan") -> None:
+        super().__init__("u", "softplus(-z)", beta=0.1, name=f"bomb-{mode}")
+        self.mode = mode
+
+    def __call__(self, batch, *, validate=True):
+        out = super().__call__(batch, validate=validate)
+        if batch.progress < 0.5:
+            return out
+        if self.mode == "raise":
+            raise RuntimeError("boom")
+        if self.mode == "grad":  # finite value, NaN gradient: d sqrt(x)/dx at 0 is inf, times 0
+            return dataclasses.replace(out, loss=out.loss + torch.sqrt(out.loss * 0))
+        return dataclasses.replace(out, loss=out.loss * math.nan)
+
+
+@pytest.mark.parametrize("loss", [dpo(), orpo(), ta_mpo()], ids=["dpo", "orpo", "ta_mpo"])
+def test_one_member_reproduces_plain_loop(data, loss):
+    params, losses = train_single(loss, data, CFG, seed=3)
+    result = PopulationTrainer(CFG).fit([loss], data, seeds=[3])
+    torch.testing.assert_close(result.curves["loss"][0, 0], losses, rtol=0, atol=1e-6)
+    for k, v in params.items():
+        torch.testing.assert_close(result.params[k][:1], v, rtol=0, atol=1e-6)
+
+
+def test_deterministic_for_a_seed_and_seeds_differ(data):
+    a, b = _fit([dpo(), orpo()], data), _fit([dpo(), orpo()], data)
+    for k in a.curves:
+        assert torch.equal(a.curves[k], b.curves[k])
+    assert torch.equal(a.fitness_per_seed, b.fitness_per_seed)
+    assert not torch.equal(a.curves["loss"][:, 0], a.curves["loss"][:, 1])  # seed 0 vs seed 1
+
+
+def test_candidates_with_one_seed_share_minibatches(data):
+    result = _fit([dpo(), dpo()], data, seeds=[5, 7])
+    assert torch.equal(result.curves["loss"][0], result.curves["loss"][1])
+    assert result.seeds == (5, 7) and result.fitness_per_seed.shape == (2, 2)
+
+
+def test_result_layout(data):
+    result = _fit([dpo(), orpo(), ta_mpo()], data, seeds=2)
+    assert result.names == ("dpo", "orpo", "ta_dpo")
+    assert all(v.shape == (3, 2, CFG.steps) for v in result.curves.values())
+    assert result.fitness.shape == result.fitness_std.shape == (3,)
+    torch.testing.assert_close(result.fitness, result.fitness_per_seed.mean(1))
+    assert result.status == ("ok", "ok", "ok") and (result.failure_step == -1).all()
+    assert list(result.to_frame().columns) == ["name", "fitness", "fitness_std", "status", "failure_step", "reason"]
+    one = result.member_params(1, 1)
+    assert torch.equal(one["W0"][0], result.params["W0"][3])
+    assert set(result.metrics) == {"accuracy", "expert_loglik"}
+
+
+def test_exploding_member_fails_alone_bit_identical(data):
+    boom = MirrorLoss("exp(-50*u)", "softplus(-z)", beta=0.1, name="boom")  # checks would reject it
+    with_boom = _fit([dpo(), boom, orpo()], data)
+    without = _fit([dpo(), dpo(beta=0.5), orpo()], data)
+    removed = _fit([dpo(), orpo()], data)
+    assert with_boom.status == ("ok", "failed", "ok")
+    assert "non-finite loss" in with_boom.reason[1] and with_boom.failure_step[1].tolist() == [0, 0]
+    assert math.isnan(with_boom.fitness[1]) and torch.isnan(with_boom.fitness_per_seed[1]).all()
+    for other, rows in ((without, (0, 2)), (removed, (0, 1))):
+        for mine, theirs in zip((0, 2), rows):
+            for k in with_boom.curves:
+                assert torch.equal(with_boom.curves[k][mine], other.curves[k][theirs])
+            assert torch.equal(with_boom.fitness_per_seed[mine], other.fitness_per_seed[theirs])
+            for k in with_boom.params:
+                assert torch.equal(with_boom.params[k][2 * mine:2 * mine + 2], other.params[k][2 * theirs:2 * theirs + 2])
+
+
+@pytest.mark.parametrize("mode", ["nan", "raise", "grad"])
+def test_late_failure_freezes_member_at_last_finite_params(data, mode):
+    result = _fit([dpo(), Bomb(mode)], data, seeds=1)
+    half = _fit([dpo(), dpo()], data, seeds=1, steps=CFG.steps // 2)  # same minibatches for the first half
+    assert result.status == ("ok", "failed")
+    assert result.failure_step[1, 0].item() == CFG.steps // 2
+    expected = {"nan": "non-finite loss (nan)", "raise": "loss raised RuntimeError: boom",
+                "grad": "non-finite gradient"}[mode]
+    assert expected in result.reason[1]
+    for k in result.params:
+        assert torch.equal(result.params[k][1], half.params[k][1])
+    assert torch.isnan(result.curves["loss"][1, 0, CFG.steps // 2 + 1:]).all()
+    assert torch.isfinite(result.curves["loss"][1, 0, :CFG.steps // 2]).all()
+
+
+@pytest.mark.parametrize("chunk", [2, 3, 4])
+def test_chunking_gives_the_same_results(data, chunk):
+    losses = [dpo(), orpo(), MirrorLoss("exp(-50*u)", "softplus(-z)", name="boom")]
+    whole, chunked = _fit(losses, data), _fit(losses, data, max_members_per_chunk=chunk)
+    for k in whole.curves:
+        assert torch.equal(whole.curves[k].nan_to_num(7.0), chunked.curves[k].nan_to_num(7.0))
+    for k in whole.params:
+        assert torch.equal(whole.params[k], chunked.params[k])
+    assert torch.equal(whole.fitness_per_seed.nan_to_num(7.0), chunked.fitness_per_seed.nan_to_num(7.0))
+    assert whole.failure_reason == chunked.failure_reason
+
+
+def test_chunks_of_one_member_agree_to_float_rounding(data):
+    whole, single = _fit([dpo(), orpo()], data), _fit([dpo(), orpo()], data, max_members_per_chunk=1)
+    torch.testing.assert_close(whole.curves["loss"], single.curves["loss"], rtol=0, atol=1e-6)
+
+
+def test_memory_budget_splits_population(data):
+    trainer = PopulationTrainer(dataclasses.replace(CFG, memory_budget_mb=0.05))
+    assert 1 <= trainer.chunk_size(data, 64, 2) < 64
+    assert PopulationTrainer(CFG).chunk_size(data, 64, 2) == 64
+
+
+def test_progress_is_step_over_total_steps(data):
+    seen = []
+
+    class Spy(MirrorLoss):
+        def __call__(self, batch, *, validate=True):
+            seen.append(batch.progress)
+            return super().__call__(batch, validate=validate)
+
+    _fit([Spy("u", "softplus(-z)")], data, seeds=1, steps=4)
+    assert seen == [0.0, 0.25, 0.5, 0.75]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(data):
+    cpu = _fit([dpo(), orpo()], data)
+    gpu = _fit([dpo(), orpo()], data, device="cuda")
+    torch.testing.assert_close(gpu.curves["loss"], cpu.curves["loss"], rtol=1e-4, atol=1e-4)
+    assert gpu.params["W0"].device.type == "cpu"
