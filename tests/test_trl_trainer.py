@@ -126,6 +126,17 @@ def test_invalid_artefacts(tmp_path, content, message):
         load_loss(path)
 
 
+def test_search_best_json_with_metadata(tmp_path):
+    loss = sl.objectives.rdpo()
+    best = {**loss.to_dict(), "latex": loss.latex(), "fitness_mean": 1.0, "fitness_std": 0.1, "complexity": 7,
+            "key": "abc", "search": {"population": 8}}
+    (tmp_path / "best.json").write_text(json.dumps(best))
+    assert load_loss(tmp_path) == loss
+    (tmp_path / "best.json").write_text(json.dumps({**best, "aggregaton": "mean"}))
+    with pytest.raises(ArtefactError, match=r"unknown key 'aggregaton'; did you mean 'aggregation'\?"):
+        load_loss(tmp_path)
+
+
 def test_missing_path_suggests_a_zoo_name(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"did you mean the zoo loss 'orpo'"):
         load_loss("orp")

@@ -3,7 +3,8 @@
 Accepted sources, in this order:
 
 - a ``MirrorLoss`` (returned as is);
-- a mapping: the output of ``MirrorLoss.to_dict()``, or an artefact that wraps it under ``"loss"``
+- a mapping: the output of ``MirrorLoss.to_dict()``, possibly with metadata keys beside it (a search's
+  ``best.json`` adds ``fitness_mean``, ``search``, ...), or an artefact that wraps it under ``"loss"``
   (e.g. ``{"loss": {...}, "fitness": 1735.0}``);
 - a path to a JSON file holding such a mapping;
 - a path to a run directory holding ``best.json``;
@@ -23,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from symloss.objectives import LOSSES, MirrorLoss, get_loss
+
+LOSS_KEYS = frozenset({"format", "name", "mirror", "link", "imitation", "beta", "w_pref", "w_imit", "aggregation",
+                       "reference_free", "latex"})
+"""Keys of ``MirrorLoss.to_dict()`` (plus ``latex``); other keys of an artefact are metadata and ignored."""
 
 BEST_FILE = "best.json"
 """The file a search run directory keeps its best loss in."""
@@ -58,8 +63,13 @@ def loss_from_mapping(data: Mapping[str, Any], *, origin: str) -> MirrorLoss:
             f"{origin}: not a symloss loss artefact (keys {sorted(data)}); expected the output of "
             "MirrorLoss.to_dict() (keys 'mirror', 'link', ...) or a dict with such a 'loss' entry"
         )
+    extra = sorted(set(data) - LOSS_KEYS)
+    for key in extra:  # metadata (fitness_mean, search, ...) is ignored; a misspelt loss key is not
+        close = difflib.get_close_matches(key, sorted(LOSS_KEYS), n=1, cutoff=0.8)
+        if close:
+            raise ArtefactError(f"{origin}: unknown key {key!r}; did you mean {close[0]!r}?")
     try:
-        return MirrorLoss.from_dict(data)
+        return MirrorLoss.from_dict({k: v for k, v in data.items() if k in LOSS_KEYS})
     except (ValueError, TypeError) as exc:  # FormulaError is a ValueError
         raise ArtefactError(f"{origin}: invalid loss: {exc}") from exc
 

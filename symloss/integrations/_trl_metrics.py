@@ -74,13 +74,14 @@ def reward_metrics(accelerator: Any, batch: LogpBatch, beta: float) -> dict[str,
 
 
 def mirror_metrics(accelerator: Any, out: LossOutput, progress: float) -> dict[str, float]:
-    """The loss's own diagnostics under ``mirror/`` (means over pairs)."""
-    gather = accelerator.gather
+    """The loss's own diagnostics under ``mirror/`` (means over pairs), read back in one transfer."""
     fields = {
         "mirror/rewards_chosen": out.chosen_rewards, "mirror/rewards_rejected": out.rejected_rewards,
         "mirror/margin": out.margin, "mirror/accuracy": out.accuracy, "mirror/preference": out.preference,
         "mirror/imitation": out.imitation,
     }
-    metrics = {name: gather(value.detach().float()).mean().item() for name, value in fields.items()}
+    stacked = torch.stack([value.detach().float().reshape(-1) for value in fields.values()], dim=-1)  # [B, 6]
+    means = accelerator.gather(stacked).mean(dim=0).tolist()
+    metrics = dict(zip(fields, means, strict=True))
     metrics["mirror/progress"] = float(progress)
     return metrics
