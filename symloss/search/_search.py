@@ -84,7 +84,7 @@ class LossSearch:
         ops = build_operators(config)
         run_dir = self._prepare_run_dir(ops)
         state = self._initial_state(ops, run_dir)
-        fitness = self.fitness if self.fitness is not None else self._builtin_fitness()
+        fitness = self._fitness_fn()
         try:
             with self._display() as display:
                 task = display.add_task("search", total=config.generations + 1,
@@ -153,7 +153,14 @@ class LossSearch:
         return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TimeElapsedColumn())
 
-    def _builtin_fitness(self) -> FitnessFn:
+    def _fitness_fn(self) -> FitnessFn:
+        """The user's fitness or the built-in trainer fitness, run locally or as Ray tasks."""
+        if self.config.executor == "ray":
+            from symloss.search._ray import RayFitness
+
+            return RayFitness(self.config, self.fitness)
+        if self.fitness is not None:
+            return self.fitness
         from symloss.search._train_fitness import TrainerFitness
 
         return TrainerFitness.from_search_config(self.config, progress=self.progress)
