@@ -180,13 +180,23 @@ def _seed_individuals(ops: Operators) -> list[Individual]:
     return seeds
 
 
+INIT_ATTEMPTS = 30
+"""Random trees drawn per initial individual until one passes the validity checks."""
+
+
 def initial_individuals(ops: Operators) -> list[Individual]:
-    """The zoo's forms (if ``seed_zoo``) followed by random trees, ``population`` in all."""
+    """The zoo's forms (if ``seed_zoo``) followed by random trees, ``population`` in all.
+
+    Random trees are redrawn (up to INIT_ATTEMPTS times) until they pass the validity checks, so the
+    initial population is not mostly rejected (most random trees are not increasing maps)."""
     config = ops.config
     individuals = _seed_individuals(ops)[: config.population] if config.seed_zoo else []
     while len(individuals) < config.population:
-        individuals.append(Individual({slot: gp.PrimitiveTree(ops.generate(pset))
-                                       for slot, pset in ops.psets.items()}))
+        for _ in range(INIT_ATTEMPTS):
+            ind = Individual({slot: gp.PrimitiveTree(ops.generate(pset)) for slot, pset in ops.psets.items()})
+            if make_candidate(ind, ops).loss is not None:
+                break
+        individuals.append(ind)
     return individuals
 
 
