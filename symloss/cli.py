@@ -10,7 +10,6 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
 from symloss._cli_config import add_config_options, config_kwargs
 
@@ -86,13 +85,10 @@ def _eval_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_any(name: str):
-    from symloss.objectives import LOSSES, get_loss
-
-    if name in LOSSES:
-        return get_loss(name)
+    """A zoo name, a JSON artefact or a run directory (its best.json) as a MirrorLoss; never evaluates code."""
     from symloss.integrations._artefact import load_loss
 
-    return load_loss(Path(name) / "best.json" if Path(name).is_dir() else name)
+    return load_loss(name)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -122,13 +118,16 @@ def _export_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("artefact", help="a best.json, a run directory, or a zoo name")
     p.add_argument("--format", dest="fmt", default="latex", help="latex | python | json | trl")
     p.add_argument("--out", default=None, help="write to this file instead of standard output")
+    p.add_argument("--model", default=None, help="(trl) default Hugging Face model id of the script")
+    p.add_argument("--dataset", default=None, help="(trl) default Hugging Face dataset id of the script")
     p.set_defaults(func=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
     from symloss.integrations._export_cli import export_artefact
 
-    text = export_artefact(_load_any(args.artefact), args.fmt, args.out)
+    extra = {k: v for k, v in (("model", args.model), ("dataset", args.dataset)) if v is not None}
+    text = export_artefact(_load_any(args.artefact), args.fmt, args.out, **extra)
     if args.out is None:
         print(text)
     else:

@@ -91,7 +91,11 @@ def simpo(beta: float = 2.0, gamma: float = 0.5) -> MirrorLoss:
 
 def orpo(lam: float = 0.1) -> MirrorLoss:
     """ORPO (Hong et al. 2024): reference-free log-odds map on length-normalised log-probs,
-    m(u) = u - log(1 - e^u), beta = 1, loss = lam * softplus(-z) + (-u_w)  (NLL of the chosen response)."""
+    m(u) = u - log(1 - e^u), beta = 1, loss = lam * softplus(-z) + (-u_w)  (NLL of the chosen response).
+
+    The imitation term is per pair: -u_w, the mean token log-prob of each chosen response, averaged over
+    pairs. TRL's ORPOTrainer averages the cross-entropy over all chosen tokens of the batch instead; the
+    two agree when chosen responses have equal lengths, and the odds-ratio term is identical."""
     if not lam > 0:
         raise ValueError(f"lam={lam!r}: must be > 0 (weight of the odds-ratio term, lambda in ORPO)")
     return MirrorLoss("u - log(1 - exp(u))", "softplus(-z)", "-u_w", beta=1.0, w_pref=float(lam),
