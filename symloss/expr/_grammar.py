@@ -37,7 +37,8 @@ SYMBOLS: dict[str, sp.Symbol] = {
 CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
 
 
-def _square(x: sp.Expr) -> sp.Expr:
+def square(x: sp.Expr) -> sp.Expr:
+    """x^2 (a named primitive, so trees and formulas can say ``square``)."""
     return x**2
 
 
@@ -50,7 +51,7 @@ FUNCTIONS: dict[str, tuple[int, Callable[..., sp.Expr]]] = {
     "Abs": (1, sp.Abs),
     "tanh": (1, sp.tanh),
     "sign": (1, sp.sign),
-    "square": (1, _square),
+    "square": (1, square),
     "max": (2, sp.Max),
     "Max": (2, sp.Max),
     "min": (2, sp.Min),

@@ -17,16 +17,12 @@ import sympy as sp
 from deap import gp
 
 from symloss.expr._functions import expc, log1mexp, logsigmoid, pdiv, plog, softplus, sqrtabs
-from symloss.expr._grammar import SYMBOLS
+from symloss.expr._grammar import SYMBOLS, square
 
 SLOT_VARIABLES: dict[str, tuple[str, ...]] = {"mirror": ("u",), "link": ("z",), "imitation": ("u_w",)}
 """Slot -> its main variable(s); temporally-aware slots add ``t``."""
 
 CONSTANT_NAME = "c"
-
-
-def _square(x: sp.Expr) -> sp.Expr:
-    return x**2
 
 
 PRIMITIVES: dict[str, tuple[int, Callable[..., sp.Expr]]] = {
@@ -41,7 +37,7 @@ PRIMITIVES: dict[str, tuple[int, Callable[..., sp.Expr]]] = {
     "logsigmoid": (1, logsigmoid),
     "log1mexp": (1, log1mexp),
     "tanh": (1, sp.tanh),
-    "square": (1, _square),
+    "square": (1, square),
     "sqrtabs": (1, sqrtabs),
 }
 """Primitive name -> (arity, SymPy builder). ``exp``, ``log`` and ``div`` are the protected versions."""
