@@ -118,3 +118,10 @@ def test_env_var_sets_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMLOSS_CACHE", str(tmp_path / "envcache"))
     build_dataset("hopper", "clean", **TINY)
     assert (tmp_path / "envcache" / "datasets").is_dir()
+
+
+def test_tla_dataset_shapes(tmp_path):
+    ds = build_dataset("tla", "mixed", cache_dir=tmp_path, n_pairs=16, seg_len=20, progress=False)
+    row = ds.with_format("numpy")[0]
+    assert row["chosen_obs"].shape == (20, 27) and row["chosen_actions"].shape == (20, 6)
+    assert int(np.sum(ds["low_quality"])) == 12
