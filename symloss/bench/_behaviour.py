@@ -24,7 +24,8 @@ import numpy as np
 from symloss.bench._envs import check_env_name
 from symloss.bench._sim import BatchSim
 
-__all__ = ["POLICY_DIR", "LEVELS", "BehaviourPolicy", "load_behaviour", "policy_manifest", "rollout_segments"]
+__all__ = ["POLICY_DIR", "LEVELS", "BehaviourPolicy", "load_behaviour", "policy_manifest", "policies_fingerprint",
+           "rollout_segments"]
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 LEVELS: tuple[str, ...] = ("random", "weak", "medium", "expert")

@@ -9,6 +9,8 @@ over the chosen segments b, tokens k (step-major; mask m zero on padding).
 
 from __future__ import annotations
 
+import json
+
 import datasets
 import numpy as np
 import torch
@@ -20,8 +22,7 @@ __all__ = ["pair_tensors", "spec_for_dataset", "fit_reference"]
 
 
 def _config(ds: datasets.Dataset) -> dict:
-    import json
-
+    """The ``BenchConfig`` dict that ``build_dataset`` stores in ``ds.info.description``."""
     try:
         return json.loads(ds.info.description)
     except (TypeError, ValueError) as err:
