@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "paper_repro" / "bench_baselines.
 def _script():
     spec = importlib.util.spec_from_file_location("bench_baselines", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_baselines", module)  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
 
