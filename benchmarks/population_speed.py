@@ -122,11 +122,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per minibatch (search budget: 32)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 64], help="P on CPU")
     parser.add_argument("--cuda-sizes", type=int, nargs="+", default=[1, 64, 256, 1024], help="P on CUDA")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's); 1 avoids OpenMP spin-waits on a shared machine")
     parser.add_argument("--repeats", type=int, default=2, help="runs per cell on CPU; the fastest counts")
     parser.add_argument("--max-chunk", type=int, default=None, help="max_members_per_chunk of the batched run")
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU table")
     parser.add_argument("--write", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if not args.no_cpu:
         cpu_table(args)
     cuda_table(args)
