@@ -32,6 +32,14 @@ def test_bad_config_names_argument_value_and_accepted(kwargs, message):
     assert message in str(err.value)
 
 
+def test_trainer_applies_overrides():
+    assert PopulationTrainer(steps=7).config.steps == 7
+    trainer = PopulationTrainer(TrainConfig(steps=3, lr=0.5), steps=9)
+    assert (trainer.config.steps, trainer.config.lr) == (9, 0.5)
+    with pytest.raises(ValueError, match="steps=0: must be an integer >= 1"):
+        PopulationTrainer(steps=0)
+
+
 def test_config_is_frozen_and_keyword_only():
     cfg = TrainConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):

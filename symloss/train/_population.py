@@ -16,6 +16,7 @@ than ``max_members_per_chunk`` (or the memory estimate) train chunk by chunk wit
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -175,9 +176,10 @@ class PopulationTrainer:
     """
 
     def __init__(self, config: TrainConfig | None = None, **overrides) -> None:
+        """Store ``config`` (default ``TrainConfig()``) with any field ``overrides`` applied."""
         if config is not None and not isinstance(config, TrainConfig):
             raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
-        self.config = TrainConfig(**overrides) if config is None else config
+        self.config = dataclasses.replace(config or TrainConfig(), **overrides)
 
     def prepare(self, ds, spec: TokenPolicySpec, reference: dict[str, torch.Tensor], *,
                 holdout_fraction: float = 0.1, split_seed: int = 0) -> PreferenceData:
