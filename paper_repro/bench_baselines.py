@@ -2,18 +2,30 @@
 
     python paper_repro/bench_baselines.py                 # both envs, clean / noisy / mixed, paper sizes
     python paper_repro/bench_baselines.py --quick         # small sizes, a smoke run (~1 minute)
+    python paper_repro/bench_baselines.py --envs hopper --variants clean noisy mixed \
+        --seeds 1,2,3 --shared-reference --steps 600 --lr 3e-4 --dpo-beta 1.0    # the multi-seed protocol
 
 For each env x variant: build the dataset (cached), fit the SFT reference (behaviour cloning on the chosen
-segments), train one policy from it with DPO (beta 0.1, summed token log-probs) and one with ORPO
-(lambda 0.1, length-normalised log-odds + NLL of the chosen) by a plain single-policy Adam loop, and
-evaluate each with ``symloss.bench.evaluate`` (greedy actions, ``--episodes`` episodes). One seed.
+segments), train one policy from it with DPO (beta ``--dpo-beta``, default 0.1, summed token log-probs) and
+one with ORPO (lambda 0.1, length-normalised log-odds + NLL of the chosen) and evaluate each with
+``symloss.bench.evaluate`` (greedy actions, ``--episodes`` episodes from reset seeds 10000 + seed + e).
+
+Without ``--seeds``: one seed, a plain single-policy Adam loop (``train_po``); the table shows the std over
+episodes. With ``--seeds 1,2,3``: {DPO, ORPO} x seeds are trained at once by ``symloss.train.PopulationTrainer``
+(seed s = minibatch order; every member starts at the reference, no gradient clipping, all members evaluated
+on the same episodes); the table shows mean ± std over seeds of each seed's mean return, and the gain over
+the SFT reference. ``--shared-reference``: one SFT reference (and observation normalisation) per env, fitted
+on the ``clean`` variant's chosen segments, starts every variant, so differences between variants come from
+the preference pairs alone, not from a reference fitted on each variant's (possibly flipped) chosen segments.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +42,16 @@ from symloss.bench import (
 )
 from symloss.bench import token_logps as _token_logps
 from symloss.objectives import LogpBatch, MirrorLoss, dpo, orpo
+from symloss.train import PopulationTrainer, TrainConfig, prepare_data
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+EVAL_SEED = 10_000
+"""Episode e of every evaluated policy starts from ``reset(seed=EVAL_SEED + cfg.seed + e)``."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class BaselineConfig:
-    """Hyperparameters of the baseline runs (one seed)."""
+    """Hyperparameters of the baseline runs."""
 
     steps: int = 1500
     """Adam steps of DPO / ORPO."""
@@ -51,7 +66,9 @@ class BaselineConfig:
     episodes: int = 10
     """Evaluation episodes per policy."""
     seed: int = 0
-    """Seed of datasets, initialisation, minibatches and evaluation."""
+    """Seed of datasets, reference initialisation and evaluation (and of one-seed minibatches)."""
+    dpo_beta: float = 0.1
+    """beta of DPO; > 0."""
 
 
 def _logps_in_chunks(spec, params, obs, bins, chunk: int = 512) -> torch.Tensor:
@@ -87,6 +104,54 @@ def train_po(spec, ref: dict[str, torch.Tensor], data: dict[str, torch.Tensor], 
     return {k: v.detach() for k, v in params.items()}, sum(accs) / max(len(accs), 1)
 
 
+def _losses(cfg: BaselineConfig) -> dict[str, MirrorLoss]:
+    return {"dpo": dpo(beta=cfg.dpo_beta), "orpo": orpo(lam=0.1)}
+
+
+def _label_acc(ds) -> float:
+    return float(ds.with_format("numpy")["return_agrees"][:].mean())
+
+
+def shared_reference(env: str, cfg: BaselineConfig, n_pairs: int | None) -> tuple:
+    """``(spec, reference)`` fitted on the ``clean`` variant's chosen segments: one start for every variant."""
+    clean = build_dataset(env, "clean", n_pairs=n_pairs, seed=cfg.seed)
+    spec = spec_for_dataset(clean, n_bins=cfg.n_bins)
+    return spec, fit_reference(spec, clean, steps=cfg.sft_steps, seed=cfg.seed)
+
+
+def run_cell_seeds(env: str, variant: str, cfg: BaselineConfig, n_pairs: int | None, seeds: list[int],
+                   shared: tuple | None = None) -> dict:
+    """Dataset, SFT reference, {DPO, ORPO} x ``seeds`` trained at once; a row with mean ± std over seeds.
+
+    ``shared``: ``(spec, reference)`` from :func:`shared_reference`; None fits the reference on this
+    variant's chosen segments (as :func:`run_cell`).
+    """
+    start = time.time()
+    ds = build_dataset(env, variant, n_pairs=n_pairs, seed=cfg.seed)
+    if shared is None:
+        spec = spec_for_dataset(ds, n_bins=cfg.n_bins)
+        ref = fit_reference(spec, ds, steps=cfg.sft_steps, seed=cfg.seed)
+    else:
+        spec, ref = shared
+    tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, max_grad_norm=None,
+                       episodes=cfg.episodes, eval_seed=EVAL_SEED + cfg.seed, fitness="return")
+    losses = _losses(cfg)
+    result = PopulationTrainer(tcfg).fit(list(losses.values()), prepare_data(ds, spec, ref, holdout_fraction=0.0),
+                                         seeds=seeds)
+    sft, sft_std = evaluate(spec, ref, env, episodes=cfg.episodes, seed=EVAL_SEED + cfg.seed)
+    row: dict = {"env": env, "variant": variant, "pairs": ds.num_rows, "label_acc": _label_acc(ds),
+                 "seeds": list(seeds), "shared_reference": shared is not None,
+                 "sft": (float(sft[0]), float(sft_std[0]))}
+    last = max(1, cfg.steps // 10)
+    for p, name in enumerate(losses):
+        row[name] = (float(result.fitness[p]), float(result.fitness_std[p]))
+        row[f"{name}_per_seed"] = [float(x) for x in result.fitness_per_seed[p]]
+        row[f"{name}_train_acc"] = float(result.curves["accuracy"][p, :, -last:].nanmean())
+    row["minutes"] = (time.time() - start) / 60
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def run_cell(env: str, variant: str, cfg: BaselineConfig, n_pairs: int | None) -> dict:
     """Dataset, SFT reference, DPO, ORPO for one env x variant; returns a row of the table."""
     start = time.time()
@@ -96,11 +161,11 @@ def run_cell(env: str, variant: str, cfg: BaselineConfig, n_pairs: int | None) -
     ref = fit_reference(spec, ds, steps=cfg.sft_steps, seed=cfg.seed)
     policies = {"sft": ref}
     row: dict = {"env": env, "variant": variant, "pairs": ds.num_rows,
-                 "label_acc": float(ds.with_format("numpy")["return_agrees"][:].mean())}
-    for name, loss in (("dpo", dpo(beta=0.1)), ("orpo", orpo(lam=0.1))):
+                 "label_acc": _label_acc(ds)}
+    for name, loss in _losses(cfg).items():
         policies[name], row[f"{name}_train_acc"] = train_po(spec, ref, data, loss, cfg)
     for name, params in policies.items():
-        mean, std = evaluate(spec, params, env, episodes=cfg.episodes, seed=10_000 + cfg.seed)
+        mean, std = evaluate(spec, params, env, episodes=cfg.episodes, seed=EVAL_SEED + cfg.seed)
         row[name] = (float(mean[0]), float(std[0]))
     row["minutes"] = (time.time() - start) / 60
     print(json.dumps(row), flush=True)
@@ -113,8 +178,11 @@ def table(rows: list[dict]) -> str:
     lines = []
     for env in dict.fromkeys(r["env"] for r in rows):
         levels = ", ".join(f"{lv} {e['mean_return']:.0f}" for lv, e in manifest[env].items())
-        lines += [f"\n**{env}** behaviour policies (deterministic, mean return): {levels}\n",
-                  "| variant | pairs | labels agreeing with return | SFT reference | DPO | ORPO | DPO / ORPO train acc |",
+        lines.append(f"\n**{env}** behaviour policies (deterministic, mean return): {levels}\n")
+        if "seeds" in rows[0]:
+            lines += _seed_lines([r for r in rows if r["env"] == env])
+            continue
+        lines += ["| variant | pairs | labels agreeing with return | SFT reference | DPO | ORPO | DPO / ORPO train acc |",
                   "|---|---|---|---|---|---|---|"]
         for r in (r for r in rows if r["env"] == env):
             cells = " | ".join(f"{r[k][0]:.0f} ± {r[k][1]:.0f}" for k in ("sft", "dpo", "orpo"))
@@ -123,24 +191,67 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _seed_lines(rows: list[dict]) -> list[str]:
+    """Rows of the multi-seed table: SFT (± episodes), DPO / ORPO mean ± std over seeds, gains, per seed."""
+    lines = ["| variant | pairs | labels agreeing with return | SFT reference | DPO | ORPO | DPO - SFT | "
+             "ORPO - SFT | DPO / ORPO train acc | DPO per seed | ORPO per seed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = " | ".join(f"{r[k][0]:.0f} ± {r[k][1]:.0f}" for k in ("sft", "dpo", "orpo"))
+        gains = " | ".join(f"{r[k][0] - r['sft'][0]:+.0f}" for k in ("dpo", "orpo"))
+        per = " | ".join(" / ".join(f"{x:.0f}" for x in r[f"{k}_per_seed"]) for k in ("dpo", "orpo"))
+        lines.append(f"| {r['variant']} | {r['pairs']} | {r['label_acc']:.0%} | {cells} | {gains} | "
+                     f"{r['dpo_train_acc']:.2f} / {r['orpo_train_acc']:.2f} | {per} |")
+    return lines
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected distinct integers >= 0, e.g. 1,2,3")
+    return seeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=["hopper", "tla"])
     parser.add_argument("--variants", nargs="+", default=["clean", "noisy", "mixed", "noisy+mixed"])
     parser.add_argument("--quick", action="store_true", help="256 pairs, 200 steps, 3 episodes")
+    parser.add_argument("--seeds", type=_seed_list, default=None,
+                        help="e.g. 1,2,3: train DPO / ORPO x these minibatch seeds at once (PopulationTrainer) "
+                             "and report mean ± std over seeds; default: one seed, plain loop")
+    parser.add_argument("--shared-reference", action="store_true",
+                        help="one SFT reference per env, fitted on the clean variant's chosen segments")
+    parser.add_argument("--steps", type=int, default=None, help="DPO / ORPO Adam steps (default 1500)")
+    parser.add_argument("--lr", type=float, default=None, help="DPO / ORPO learning rate (default 3e-4)")
+    parser.add_argument("--dpo-beta", type=float, default=None, help="DPO beta (default 0.1)")
+    parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default 10)")
     parser.add_argument("--write", action="store_true", help="append the table to paper_repro/RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = BaselineConfig(steps=200, sft_steps=300, episodes=3) if args.quick else BaselineConfig()
+    given = {"steps": args.steps, "lr": args.lr, "dpo_beta": args.dpo_beta, "episodes": args.episodes}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
     n_pairs = 256 if args.quick else None
-    rows = [run_cell(env, variant, cfg, n_pairs) for env in args.envs for variant in args.variants]
+    rows = []
+    for env in args.envs:
+        shared = shared_reference(env, cfg, n_pairs) if args.shared_reference else None
+        for variant in args.variants:
+            if args.seeds is None and shared is None:
+                rows.append(run_cell(env, variant, cfg, n_pairs))
+            else:
+                rows.append(run_cell_seeds(env, variant, cfg, n_pairs, args.seeds or [cfg.seed + 1], shared))
     text = table(rows)
     print(text)
     if args.write:
         head = "# paper_repro results\n" if not RESULTS.exists() else ""
         with RESULTS.open("a") as f:
             f.write(f"{head}\n## MuJoCo benchmark baselines ({datetime.date.today().isoformat()})\n\n"
-                    f"Command: `python paper_repro/bench_baselines.py --write`; config: {cfg}; "
+                    f"Command: `python paper_repro/bench_baselines.py {' '.join(sys.argv[1:])}`; "
+                    f"config: {cfg}; seeds: {args.seeds}; shared reference: {args.shared_reference}; "
                     f"2-core CPU, no GPU.\n{text}\n")
 
 

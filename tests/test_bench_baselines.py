@@ -35,3 +35,20 @@ def test_train_po_moves_from_reference(tmp_path, loss):
     assert any(not torch.equal(params[k], ref[k]) for k in ref)
     again, _ = mod.train_po(spec, ref, pair_tensors(ds, spec), loss, cfg)
     assert all(torch.equal(params[k], again[k]) for k in ref)
+
+
+def test_multi_seed_shared_reference(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMLOSS_CACHE", str(tmp_path))
+    mod = _script()
+    cfg = mod.BaselineConfig(steps=3, sft_steps=5, batch_size=4, lr=1e-3, episodes=1, dpo_beta=1.0)
+    shared = mod.shared_reference("hopper", cfg, 16)
+    row = mod.run_cell_seeds("hopper", "noisy", cfg, 16, [1, 2], shared)
+    assert row["shared_reference"] and row["seeds"] == [1, 2] and row["label_acc"] < 1.0
+    for name in ("dpo", "orpo"):
+        per_seed = torch.tensor(row[f"{name}_per_seed"], dtype=torch.float64)
+        assert per_seed.shape == (2,)
+        assert row[name][0] == pytest.approx(float(per_seed.mean()))
+        assert row[name][1] == pytest.approx(float(per_seed.std(correction=0)))
+    assert "| noisy | 16 |" in mod.table([row])
+    with pytest.raises(Exception, match="distinct integers"):
+        mod._seed_list("1,1")
