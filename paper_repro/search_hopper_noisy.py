@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--final-seeds", default="100,101,102")
     parser.add_argument("--final-steps", type=int, default=600)
     parser.add_argument("--final-episodes", type=int, default=5)
+    parser.add_argument("--final-lr", type=float, default=3e-4)
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--no-write", action="store_true", help="do not append to paper_repro/RESULTS.md")
     args = parser.parse_args()
@@ -49,8 +50,8 @@ def main() -> None:
     search_minutes = (time.perf_counter() - start) / 60
     best = search.best_
     seeds = [int(s) for s in args.final_seeds.split(",")]
-    final = TrainConfig(steps=args.final_steps, batch_size=config.batch_size, episodes=args.final_episodes,
-                        fitness="return")
+    final = TrainConfig(steps=args.final_steps, batch_size=64, episodes=args.final_episodes,
+                        lr=args.final_lr, fitness="return")
     evaluate = TrainerFitness(env=args.env, dataset=args.dataset, train_config=final, seeds=seeds)
     names = ["discovered", "dpo", "orpo"]
     results = evaluate([best, dpo(), orpo()])

@@ -79,6 +79,9 @@ def _eval_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fitness", default="return", choices=("return", "offline"))
     p.add_argument("--steps", type=int, default=None, help="override the budget's training steps")
     p.add_argument("--episodes", type=int, default=None, help="override the budget's evaluation episodes")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default: 1e-4 for the search budget, 3e-4 for final, as in "
+                        "paper_repro/bench_baselines.py)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_eval)
@@ -98,7 +101,8 @@ def run_eval(args: argparse.Namespace) -> int:
     losses = [_load_any(name) for name in args.losses]
     budget = BUDGETS[args.budget]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    config = TrainConfig(steps=args.steps or budget.steps, batch_size=budget.batch_size,
+    lr = args.lr if args.lr is not None else (3e-4 if args.budget == "final" else 1e-4)
+    config = TrainConfig(steps=args.steps or budget.steps, batch_size=budget.batch_size, lr=lr,
                          episodes=args.episodes or budget.episodes, fitness=args.fitness, device=args.device)
     fitness = TrainerFitness(env=args.env, dataset=args.dataset, train_config=config, seeds=seeds,
                              progress=not args.no_progress)

@@ -81,6 +81,8 @@ class SearchConfig:
     """Training steps per candidate (the trainer's ``search`` budget: B=100 predicts 4B with rho ~0.6)."""
     batch_size: int = 32
     """Preference pairs per training step."""
+    lr: float = 1e-4
+    """Adam learning rate of the trained policies (the value of the budget study); > 0."""
     episodes: int = 5
     """Evaluation episodes per trained policy (``return`` fitness)."""
     device: str = "cpu"
@@ -113,7 +115,7 @@ class SearchConfig:
             "seeds": self.seeds >= 1, "steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
             "episodes": self.episodes >= 1, "max_height": 1 <= self.max_height <= 12,
             "max_size": self.max_size >= 1, "hall_of_fame": self.hall_of_fame >= 1,
-            "constant_sigma": self.constant_sigma >= 0,
+            "constant_sigma": self.constant_sigma >= 0, "lr": self.lr > 0,
         }
         for name, ok in checks.items():
             if not ok:

@@ -64,7 +64,8 @@ class TrainerFitness:
         from symloss.train import TrainConfig
 
         train_config = TrainConfig(steps=config.steps, batch_size=config.batch_size, episodes=config.episodes,
-                                   fitness=config.fitness, device=config.device, eval_seed=config.seed)
+                                   lr=config.lr, fitness=config.fitness, device=config.device,
+                                   eval_seed=config.seed)
         return cls(env=config.env, dataset=config.dataset, train_config=train_config, seeds=config.seeds,
                    progress=progress)
 
