@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,17 @@ class TrainerFitness:
 
         ds = bench.build_dataset(self.env, self.dataset, progress=self.progress, **self.dataset_overrides)
         spec = bench.spec_for_dataset(ds)
-        reference = cached_reference(ds, spec)
+        with self._status(f"SFT reference for {self.env}/{self.dataset} (fitted once, then cached)"):
+            reference = cached_reference(ds, spec)
         self._trainer = PopulationTrainer(self.train_config)
         self._data = self._trainer.prepare(ds, spec, reference)
+
+    def _status(self, message: str):
+        if not self.progress:
+            return nullcontext()
+        from rich.console import Console
+
+        return Console(stderr=True).status(message)
 
     def __call__(self, losses: Sequence[MirrorLoss]) -> list[FitnessResult]:
         if not losses:
