@@ -85,6 +85,9 @@ class LossSearch:
         run_dir = self._prepare_run_dir(ops)
         state = self._initial_state(ops, run_dir)
         fitness = self._fitness_fn()
+        prepare = getattr(fitness, "prepare", None)
+        if callable(prepare) and state.generation < config.generations:
+            prepare()  # dataset, reference: before the live display, with their own progress output
         try:
             with self._display() as display:
                 task = display.add_task("search", total=config.generations + 1,
