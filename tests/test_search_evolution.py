@@ -18,9 +18,9 @@ from symloss.search import (
 from symloss.search._evolve import WORST, initial_individuals, make_candidate
 
 KNOWN = {  # target -> (population, generations, seed): the stated budget per target
-    "softplus(u)": (32, 8, 1),
-    "u + tanh(u)": (48, 15, 1),
-    "u + softplus(u)": (48, 15, 1),
+    "softplus(u)": (32, 10, 1),
+    "u + tanh(u)": (32, 10, 1),
+    "u + softplus(u)": (32, 10, 1),
 }
 
 

@@ -86,7 +86,9 @@ class Operators:
     base: MirrorLoss
     generate: Callable[[gp.PrimitiveSet], list]
     mate: Callable[[gp.PrimitiveTree, gp.PrimitiveTree], tuple]
-    mutations: tuple[Callable[[gp.PrimitiveTree, gp.PrimitiveSet], tuple], ...]
+    mutations: Mapping[str, tuple[Callable[[gp.PrimitiveTree], tuple], ...]]
+    """Slot -> mutation operators taking only the tree (the slot's primitive set is bound), so DEAP's
+    staticLimit, which may hand back any deep-copied positional argument, can only return a tree."""
 
 
 @dataclass(frozen=True)
@@ -128,17 +130,18 @@ def build_operators(config: SearchConfig) -> Operators:
     def generate(pset: gp.PrimitiveSet) -> list:
         return gp.genHalfAndHalf(pset, min_=low, max_=high)
 
-    def mut_uniform(tree, pset):
-        return gp.mutUniform(tree, expr=functools.partial(gp.genGrow, min_=0, max_=2), pset=pset)
+    def slot_mutations(pset: gp.PrimitiveSet) -> tuple[Callable[[gp.PrimitiveTree], tuple], ...]:
+        grow = functools.partial(gp.genGrow, min_=0, max_=2)
+        operators = (
+            functools.partial(gp.mutUniform, expr=grow, pset=pset),       # replace a subtree
+            functools.partial(gp.mutNodeReplacement, pset=pset),          # swap one node
+            gp.mutShrink,                                                 # replace a subtree by a leaf
+            functools.partial(mutate_constants, pset=pset, sigma=config.constant_sigma),  # tune constants
+            functools.partial(gp.mutInsert, pset=pset),                   # wrap a subtree
+        )
+        return tuple(_limit(op, config) for op in operators)
 
-    def mut_constants(tree, pset):
-        return mutate_constants(tree, pset, config.constant_sigma)
-
-    def mut_shrink(tree, pset):
-        return gp.mutShrink(tree)
-
-    mutations = tuple(_limit(fn, config) for fn in (
-        mut_uniform, gp.mutNodeReplacement, mut_shrink, mut_constants, gp.mutInsert))
+    mutations = {slot: slot_mutations(pset) for slot, pset in psets.items()}
     return Operators(config, psets, base, generate, _limit(gp.cxOnePoint, config), mutations)
 
 
@@ -187,15 +190,19 @@ INIT_ATTEMPTS = 30
 def initial_individuals(ops: Operators) -> list[Individual]:
     """The zoo's forms (if ``seed_zoo``) followed by random trees, ``population`` in all.
 
-    Random trees are redrawn (up to INIT_ATTEMPTS times) until they pass the validity checks, so the
-    initial population is not mostly rejected (most random trees are not increasing maps)."""
+    Random trees are redrawn (up to INIT_ATTEMPTS times) until they pass the validity checks and differ
+    canonically from those already drawn, so the initial population is neither mostly rejected (most
+    random trees are not increasing maps) nor full of duplicates (many reduce to ``u``)."""
     config = ops.config
     individuals = _seed_individuals(ops)[: config.population] if config.seed_zoo else []
+    keys = {make_candidate(ind, ops).key for ind in individuals}
     while len(individuals) < config.population:
         for _ in range(INIT_ATTEMPTS):
             ind = Individual({slot: gp.PrimitiveTree(ops.generate(pset)) for slot, pset in ops.psets.items()})
-            if make_candidate(ind, ops).loss is not None:
+            candidate = make_candidate(ind, ops)
+            if candidate.loss is not None and candidate.key not in keys:
                 break
+        keys.add(candidate.key)
         individuals.append(ind)
     return individuals
 
@@ -230,20 +237,40 @@ def vary(parents: Sequence[Individual], ops: Operators) -> list[Individual]:
     for child in offspring:
         if random.random() < config.mutation_prob:
             slot = random.choice(config.slots)
-            mutation = random.choice(ops.mutations)
-            (child.trees[slot],) = mutation(child.trees[slot], ops.psets[slot])
+            (child.trees[slot],) = random.choice(ops.mutations[slot])(child.trees[slot])
     return offspring
+
+
+NOVELTY_ATTEMPTS = 3
+"""Extra mutations tried on a child that is invalid or already known, to spend training on new losses."""
+
+
+def _novel(candidates: list[Candidate], known: Mapping[str, Any], ops: Operators) -> list[Candidate]:
+    """Re-mutate children that are invalid or duplicates (of the cache or of each other), a few times."""
+    seen: set[str] = set()
+    out = []
+    for cand in candidates:
+        for _ in range(NOVELTY_ATTEMPTS):
+            if cand.loss is not None and cand.key not in known and cand.key not in seen:
+                break
+            child = cand.individual.copy()
+            slot = random.choice(ops.config.slots)
+            (child.trees[slot],) = random.choice(ops.mutations[slot])(child.trees[slot])
+            cand = make_candidate(child, ops)
+        seen.add(cand.key)
+        out.append(cand)
+    return out
 
 
 def ask(state: SearchState, ops: Operators) -> tuple[list[Candidate], SearchState]:
     """Offspring of the next generation as candidates (checked and keyed), and the advanced RNG state."""
     random.setstate(state.rng_state)
     if not state.population:
-        individuals = initial_individuals(ops)
+        candidates = [make_candidate(ind, ops) for ind in initial_individuals(ops)]
     else:
         n_children = ops.config.population - (0 if ops.config.selection == "nsga2" else ops.config.elite)
         individuals = vary(select(state.population, n_children, ops.config), ops)
-    candidates = [make_candidate(ind, ops) for ind in individuals]
+        candidates = _novel([make_candidate(ind, ops) for ind in individuals], state.cache, ops)
     return candidates, replace(state, rng_state=random.getstate())
 
 
