@@ -157,8 +157,8 @@ class LossOutput:
     Attributes:
         loss: w_pref(t) * g(z, t) + w_imit(t) * psi(u_w, t), differentiable.
         margin: z = beta * ([m(u_w) - m(u_w_ref)] - [m(u_l) - m(u_l_ref)]).
-        chosen_rewards: implicit reward beta * [m(u_w) - m(u_w_ref)].
-        rejected_rewards: implicit reward beta * [m(u_l) - m(u_l_ref)].
+        chosen_rewards: implicit reward beta * [m(u_w) - m(u_w_ref)] (no gradient).
+        rejected_rewards: implicit reward beta * [m(u_l) - m(u_l_ref)] (no gradient).
         accuracy: 1.0 where chosen_rewards > rejected_rewards (no gradient).
         preference: the link term g(z, t).
         imitation: the imitation term psi(u_w, t) (zeros when the loss has none).

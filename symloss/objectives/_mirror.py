@@ -141,8 +141,7 @@ class MirrorLoss:
         if not self.reference_free:
             chosen = chosen - self._mirror_of(batch.ref_chosen_logps, w_mask, t)
             rejected = rejected - self._mirror_of(batch.ref_rejected_logps, l_mask, t)
-        chosen_rewards, rejected_rewards = self.beta * chosen, self.beta * rejected
-        margin = chosen_rewards - rejected_rewards
+        margin = self.beta * (chosen - rejected)
         preference = self.fn("link")(margin, t)
         loss = preference if self.w_pref == 1 else self.fn("w_pref")(t) * preference
         if self.imitation is not None:
@@ -150,7 +149,8 @@ class MirrorLoss:
             loss = loss + (imitation if self.w_imit == 1 else self.fn("w_imit")(t) * imitation)
         else:
             imitation = torch.zeros_like(preference)
-        with torch.no_grad():
+        with torch.no_grad():  # diagnostics: no gradient, no backward cost
+            chosen_rewards, rejected_rewards = self.beta * chosen, self.beta * rejected
             accuracy = (margin > 0).to(margin.dtype)  # chosen_rewards > rejected_rewards
         return LossOutput(loss, margin, chosen_rewards, rejected_rewards, accuracy, preference, imitation,
                           u_w, u_l)
