@@ -32,6 +32,8 @@ from symloss.integrations.trl import MirrorDPOConfig, MirrorDPOTrainer  # noqa: 
 
 STEPS = 6
 CASES = [("sigmoid", sl.objectives.dpo), ("ipo", sl.objectives.ipo), ("discopop", sl.objectives.discopop)]
+LOCKSTEP = [*[(t, m, {}) for t, m in CASES], ("hinge", sl.objectives.hinge, {}),
+            ("robust", sl.objectives.rdpo, {"label_smoothing": 0.1})]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -102,10 +104,10 @@ def _step_metrics(trainer) -> dict[str, float]:
     return metrics
 
 
-@pytest.mark.parametrize("loss_type, make", CASES, ids=["dpo", "ipo", "discopop"])
-def test_lockstep_parity(toy, tmp_path, loss_type, make):
-    theirs = _trl_trainer(toy, tmp_path / "trl", loss_type)
-    ours = _mirror_trainer(toy, tmp_path / "mirror", make(beta=0.1))
+@pytest.mark.parametrize("loss_type, make, trl_kw", LOCKSTEP, ids=["dpo", "ipo", "discopop", "hinge", "rdpo"])
+def test_lockstep_parity(toy, tmp_path, loss_type, make, trl_kw):
+    theirs = _trl_trainer(toy, tmp_path / "trl", loss_type, **trl_kw)
+    ours = _mirror_trainer(toy, tmp_path / "mirror", make(beta=0.1, **trl_kw))
     optimizer = torch.optim.AdamW(theirs.model.parameters(), lr=1e-3)
     batches = iter(theirs.get_train_dataloader())
     for step in range(STEPS):
