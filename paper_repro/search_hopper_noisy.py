@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--steps", type=int, default=SearchConfig().steps, help="search budget: training steps")
     parser.add_argument("--fitness", default="return", choices=("return", "offline"))
+    parser.add_argument("--lr", type=float, default=SearchConfig().lr, help="search budget: learning rate")
+    parser.add_argument("--batch-size", type=int, default=SearchConfig().batch_size)
+    parser.add_argument("--beta", type=float, default=0.1, help="beta of the search template and of DPO")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--final-seeds", default="100,101,102")
     parser.add_argument("--final-steps", type=int, default=600)
@@ -45,7 +48,7 @@ def main() -> None:
     run_dir = args.run_dir or f"runs/repro-{args.env}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     config = SearchConfig(env=args.env, dataset=args.dataset, population=args.population,
                           generations=args.generations, steps=args.steps, fitness=args.fitness, seed=args.seed,
-                          run_dir=run_dir)
+                          lr=args.lr, batch_size=args.batch_size, beta=args.beta, run_dir=run_dir)
     search = LossSearch(config, progress=True).fit()
     search_minutes = (time.perf_counter() - start) / 60
     best = search.best_
@@ -53,16 +56,17 @@ def main() -> None:
     final = TrainConfig(steps=args.final_steps, batch_size=64, episodes=args.final_episodes,
                         lr=args.final_lr, fitness="return")
     evaluate = TrainerFitness(env=args.env, dataset=args.dataset, train_config=final, seeds=seeds)
-    names = ["discovered", "dpo", "orpo"]
-    results = evaluate([best, dpo(), orpo()])
+    names = ["discovered", f"dpo (beta {args.beta})", "orpo"]
+    results = evaluate([best, dpo(beta=args.beta), orpo()])
     rows = [f"| {n} | {r.mean:.1f} | {r.std:.1f} | {'ok' if r.ok else r.reason} |" for n, r in zip(names, results)]
     verdict = "beats" if results[0].mean > max(results[1].mean, results[2].mean) else "does not beat"
     text = "\n".join([
         f"\n## Search on {args.env} `{args.dataset}` vs DPO and ORPO ({time.strftime('%Y-%m-%d')})",
         "",
         f"Command: `.venv/bin/python paper_repro/search_hopper_noisy.py --population {args.population} "
-        f"--generations {args.generations} --steps {args.steps} --fitness {args.fitness} --final-steps "
-        f"{args.final_steps} --final-episodes {args.final_episodes}` on a 2-core CPU (search "
+        f"--generations {args.generations} --steps {args.steps} --lr {args.lr} --batch-size {args.batch_size} "
+        f"--beta {args.beta} --fitness {args.fitness} --final-steps {args.final_steps} --final-lr {args.final_lr} "
+        f"--final-episodes {args.final_episodes}` on a 2-core CPU (search "
         f"{search_minutes:.0f} min, run dir `{run_dir}`).",
         f"Final evaluation: {args.final_steps} training steps from the SFT reference, return over "
         f"{args.final_episodes} episodes, fresh seeds {seeds}; mean and std over seeds.",

@@ -193,6 +193,13 @@ class pdiv(_RealFunction):  # noqa: N801
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, a: sp.Expr, b: sp.Expr) -> sp.Expr | None:
+        """A constant denominator settles the protection: a / b exactly, or 1 (keeps formulas short)."""
+        if b.is_Number:
+            return a / b if abs(b) > PDIV_EPS else sp.Integer(1)
+        return None
+
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         a, b = self.args
         return pdiv(1, b) if argindex == 1 else -pdiv(a, b**2)
