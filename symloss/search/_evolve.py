@@ -149,6 +149,9 @@ def make_candidate(individual: Individual, ops: Operators) -> Candidate:
     """Convert, check and key an individual; invalid ones get a reason and no loss."""
     try:
         exprs = individual.exprs()
+        if "mirror" in exprs:  # m + c defines the same loss (constants cancel in the margin): key without c
+            constant, _ = exprs["mirror"].as_coeff_Add()
+            exprs["mirror"] = exprs["mirror"] - constant
         key = "|".join(f"{slot}:{canonical_key(exprs[slot])}" for slot in sorted(exprs))
         size = sum(complexity(e) for e in exprs.values())
     except (RecursionError, ValueError, TypeError) as exc:
