@@ -36,15 +36,6 @@ LOCKSTEP = [*[(t, m, {}) for t, m in CASES], ("hinge", sl.objectives.hinge, {}),
             ("robust", sl.objectives.rdpo, {"label_smoothing": 0.1})]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two threads make these tiny steps ~50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def toy():
     rows = toy_preferences(64, seed=0)

@@ -22,14 +22,6 @@ from symloss.integrations._trl_tiny import tiny_gpt2, tiny_tokenizer, toy_corpus
 from symloss.integrations.trl import TRL_RANGE, MirrorDPOConfig, MirrorDPOTrainer  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def toy():
     rows = toy_preferences(32, seed=1)
