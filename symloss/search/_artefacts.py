@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
-from symloss.search._evolve import SearchState
+from symloss.search._evolve import WORST, SearchState
 from symloss.search._individual import individual_from_strings
 
 CHECKPOINT_FORMAT = "symloss.search.checkpoint/1"
@@ -95,8 +95,6 @@ def check_resume_config(run_dir: Path, config: SearchConfig) -> None:
 
 def hall_of_fame_table(cache: Mapping[str, Mapping[str, Any]], size: int) -> pd.DataFrame:
     """Valid evaluated candidates, best first: rank, fitness_mean, fitness_std, complexity, slots, key."""
-    from symloss.search._evolve import WORST
-
     rows = [{"key": key, "fitness_mean": r["mean"], "fitness_std": r["std"], "complexity": r["complexity"],
              "latex": "; ".join(f"{slot}: {text}" for slot, text in r["latex"].items()),
              "expression": "; ".join(f"{slot}: {text}" for slot, text in r["formulas"].items()),

@@ -118,13 +118,17 @@ def mutate_constants(tree: gp.PrimitiveTree, pset: gp.PrimitiveSet, sigma: float
     return (tree,)
 
 
+def base_loss(config: SearchConfig) -> MirrorLoss:
+    """The zoo loss whose non-evolved slots, beta and aggregation every candidate shares."""
+    base = get_loss(config.base)
+    return base if config.beta is None else base.replace(beta=config.beta)
+
+
 def build_operators(config: SearchConfig) -> Operators:
     """Primitive sets per slot and the variation operators, all limits and probabilities in one place."""
     psets = {slot: make_pset(slot, uses_t=config.temporal, primitives=config.primitives,
                              constant_range=config.constant_range) for slot in config.slots}
-    base = get_loss(config.base)
-    if config.beta is not None:
-        base = base.replace(beta=config.beta)
+    base = base_loss(config)
     low, high = config.init_depth
 
     def generate(pset: gp.PrimitiveSet) -> list:
@@ -191,23 +195,29 @@ INIT_ATTEMPTS = 30
 
 
 def initial_individuals(ops: Operators) -> list[Individual]:
+    """The individuals of :func:`initial_candidates`."""
+    return [cand.individual for cand in initial_candidates(ops)]
+
+
+def initial_candidates(ops: Operators) -> list[Candidate]:
     """The zoo's forms (if ``seed_zoo``) followed by random trees, ``population`` in all.
 
     Random trees are redrawn (up to INIT_ATTEMPTS times) until they pass the validity checks and differ
     canonically from those already drawn, so the initial population is neither mostly rejected (most
     random trees are not increasing maps) nor full of duplicates (many reduce to ``u``)."""
     config = ops.config
-    individuals = _seed_individuals(ops)[: config.population] if config.seed_zoo else []
-    keys = {make_candidate(ind, ops).key for ind in individuals}
-    while len(individuals) < config.population:
+    seeds = _seed_individuals(ops)[: config.population] if config.seed_zoo else []
+    candidates = [make_candidate(ind, ops) for ind in seeds]
+    keys = {cand.key for cand in candidates}
+    while len(candidates) < config.population:
         for _ in range(INIT_ATTEMPTS):
             ind = Individual({slot: gp.PrimitiveTree(ops.generate(pset)) for slot, pset in ops.psets.items()})
             candidate = make_candidate(ind, ops)
             if candidate.loss is not None and candidate.key not in keys:
                 break
         keys.add(candidate.key)
-        individuals.append(ind)
-    return individuals
+        candidates.append(candidate)
+    return candidates
 
 
 def _selection_score(ind: Individual, parsimony: float) -> float:
@@ -269,7 +279,7 @@ def ask(state: SearchState, ops: Operators) -> tuple[list[Candidate], SearchStat
     """Offspring of the next generation as candidates (checked and keyed), and the advanced RNG state."""
     random.setstate(state.rng_state)
     if not state.population:
-        candidates = [make_candidate(ind, ops) for ind in initial_individuals(ops)]
+        candidates = initial_candidates(ops)
     else:
         n_children = ops.config.population - (0 if ops.config.selection == "nsga2" else ops.config.elite)
         individuals = vary(select(state.population, n_children, ops.config), ops)

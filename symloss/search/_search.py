@@ -15,8 +15,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,18 @@ import pandas as pd
 import sympy as sp
 
 from symloss.expr import parse_formula, stabilise
-from symloss.objectives import MirrorLoss
+from symloss.objectives import SLOT_SPECS, MirrorLoss
 from symloss.search import _artefacts as art
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
-from symloss.search._evolve import FitnessResult, Operators, SearchState, ask, build_operators, tell
+from symloss.search._evolve import (
+    FitnessResult,
+    Operators,
+    SearchState,
+    ask,
+    base_loss,
+    build_operators,
+    tell,
+)
 from symloss.search._fitness import FitnessFn, safe_call
 from symloss.search._plots import plot_fitness, plot_mirror, plot_pareto
 
@@ -116,8 +124,7 @@ class LossSearch:
         state, metrics = tell(state, candidates, results, ops)
         metrics["seconds"] = round(time.perf_counter() - start, 3)
         metrics["failed"] = sum(1 for r in results.values() if not r.ok)
-        state = SearchState(state.generation, state.population, state.rng_state, state.cache,
-                            (*state.history[:-1], metrics))
+        state = replace(state, history=(*state.history[:-1], metrics))
         logger.info("generation %d: %s", metrics["generation"], metrics)
         if run_dir is not None:
             art.save_checkpoint(run_dir, state)
@@ -183,9 +190,8 @@ class LossSearch:
         if not 0 <= index < len(self.hall_of_fame_):
             raise IndexError(f"index={index}: the hall of fame has {len(self.hall_of_fame_)} rows")
         row = self.hall_of_fame_.iloc[index]
-        ops_base = build_operators(self.config).base
-        slots = {slot: stabilise(parse_formula(row[slot], _slot_vars(slot))) for slot in self.config.slots}
-        return ops_base.replace(**slots, name=f"symloss_{row['key'][:8].replace(':', '')}")
+        slots = {slot: stabilise(parse_formula(row[slot], SLOT_SPECS[slot])) for slot in self.config.slots}
+        return base_loss(self.config).replace(**slots, name=f"symloss_{row['key'][:8].replace(':', '')}")
 
     def sympy(self, index: int = 0) -> dict[str, sp.Expr]:
         """SymPy expression of each evolved slot of hall-of-fame row ``index``."""
@@ -216,12 +222,6 @@ class LossSearch:
         (run_dir / "best.py").write_text(self.best_.to_python())
         if "mirror" in self.config.slots:
             plot_mirror(self.best_, run_dir / "mirror.png")
-
-
-def _slot_vars(slot: str) -> Sequence[str]:
-    from symloss.objectives import SLOT_SPECS
-
-    return SLOT_SPECS[slot]
 
 
 __all__ = ["LossSearch", "FitnessResult"]
