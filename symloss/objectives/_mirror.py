@@ -95,6 +95,7 @@ class MirrorLoss:
         self.reference_free = bool(reference_free)
         self.name = name or "mirror"
         self._compiled: dict[str, CompiledExpr] = {}
+        self._unit_weights = (self.w_pref == 1, self.w_imit == 1)  # decided once, not per training step
 
     # -- evaluation ---------------------------------------------------------------------------------------
 
@@ -143,10 +144,11 @@ class MirrorLoss:
             rejected = rejected - self._mirror_of(batch.ref_rejected_logps, l_mask, t)
         margin = self.beta * (chosen - rejected)
         preference = self.fn("link")(margin, t)
-        loss = preference if self.w_pref == 1 else self.fn("w_pref")(t) * preference
+        unit_pref, unit_imit = self._unit_weights
+        loss = preference if unit_pref else self.fn("w_pref")(t) * preference
         if self.imitation is not None:
             imitation = self.fn("imitation")(u_w, t)
-            loss = loss + (imitation if self.w_imit == 1 else self.fn("w_imit")(t) * imitation)
+            loss = loss + (imitation if unit_imit else self.fn("w_imit")(t) * imitation)
         else:
             imitation = torch.zeros_like(preference)
         with torch.no_grad():  # diagnostics: no gradient, no backward cost
