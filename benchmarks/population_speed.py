@@ -107,13 +107,23 @@ def cuda_table(args: argparse.Namespace) -> None:
         say("CUDA: skipped (no GPU)")
         return
     data = hopper_like_data().to("cuda")
-    say(f"CUDA ({torch.cuda.get_device_name()}), steps={args.steps}, batch_size={args.batch_size} pairs")
-    say(f"{'P':>5} {'ms/step':>9} {'member-steps/s':>15}")
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, fitness=no_fitness, device="cuda")
+    warm = TrainConfig(steps=2, batch_size=4, fitness=no_fitness, device="cuda")
+    time_loop(data, warm, len(ZOO))
+    say(f"CUDA ({torch.cuda.get_device_name()}), steps={args.steps}, batch_size={args.batch_size} pairs; "
+        f"loop = the same Python loop over separate models on the GPU (P <= {args.cuda_loop_max})")
+    say(f"{'P':>5} {'ms/step':>9} {'member-steps/s':>15} {'loop steps/s':>13} {'ratio':>7} {'peak GiB':>9}")
     for p in args.cuda_sizes:
-        cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, fitness=no_fitness, device="cuda")
-        time_batched(data, TrainConfig(steps=2, batch_size=4, fitness=no_fitness, device="cuda"), p)  # warm up
+        time_batched(data, warm, p)  # warm up this population's shapes
+        torch.cuda.reset_peak_memory_stats()
         seconds, _ = time_batched(data, cfg, p)
-        say(f"{p:>5} {1000 * seconds / args.steps:>9.2f} {p * args.steps / seconds:>15.0f}")
+        peak = torch.cuda.max_memory_allocated() / 2**30
+        loop_cells = ["-", "-"]
+        if p <= args.cuda_loop_max:
+            loop_s, _ = time_loop(data, cfg, p)
+            loop_cells = [f"{p * args.steps / loop_s:.0f}", f"{loop_s / seconds:.1f}x"]
+        say(f"{p:>5} {1000 * seconds / args.steps:>9.2f} {p * args.steps / seconds:>15.0f} {loop_cells[0]:>13} "
+            f"{loop_cells[1]:>7} {peak:>9.2f}")
 
 
 def main() -> None:
@@ -122,6 +132,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per minibatch (search budget: 32)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 64], help="P on CPU")
     parser.add_argument("--cuda-sizes", type=int, nargs="+", default=[1, 64, 256, 1024], help="P on CUDA")
+    parser.add_argument("--cuda-loop-max", type=int, default=64, help="largest P timed with the loop on CUDA")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's); 1 avoids OpenMP spin-waits on a shared machine")
     parser.add_argument("--repeats", type=int, default=2, help="runs per cell on CPU; the fastest counts")

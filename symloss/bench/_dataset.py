@@ -33,15 +33,17 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 
 from symloss.bench._behaviour import LEVELS, load_behaviour, policies_fingerprint, rollout_segments
 from symloss.bench._config import BenchConfig, make_config
 from symloss.bench._envs import env_info
 from symloss.bench._pairs import assign_levels, label_pairs
+
+if TYPE_CHECKING:  # imported where used: `import symloss.bench` loads neither datasets nor pyarrow
+    import datasets
 
 __all__ = ["build_dataset", "dataset_hash", "default_cache_dir", "dataset_features", "SCHEMA_VERSION"]
 
@@ -55,6 +57,7 @@ def default_cache_dir() -> Path:
 
 def dataset_features(cfg: BenchConfig) -> datasets.Features:
     """The Arrow schema of ``cfg``'s dataset (see the module docstring)."""
+    import datasets
     info = env_info(cfg.env)
     feats: dict[str, Any] = {"pair_id": datasets.Value("int64")}
     for side in ("chosen", "rejected"):
@@ -103,6 +106,7 @@ def _rollouts(cfg: BenchConfig, counts: dict[str, int], progress: bool) -> dict[
 
 def _assemble(cfg: BenchConfig, progress: bool) -> datasets.Dataset:
     """Build the dataset of ``cfg`` (no cache)."""
+    import datasets
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1000]))
     lv = assign_levels(cfg, rng)
     counts = {name: int((lv[0] == name).sum() + (lv[1] == name).sum()) for name in LEVELS}
@@ -135,6 +139,7 @@ def _assemble(cfg: BenchConfig, progress: bool) -> datasets.Dataset:
 
 def _quiet_save(ds: datasets.Dataset, path: Path) -> None:
     """``save_to_disk`` without datasets' own progress bar (restoring its previous setting)."""
+    import datasets
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -146,6 +151,7 @@ def _quiet_save(ds: datasets.Dataset, path: Path) -> None:
 
 def _load_cached(path: Path, key: str) -> datasets.Dataset | None:
     """The cached dataset at ``path`` if its key and content hash match; warn and return None if corrupt."""
+    import datasets
     meta_path = path / "meta.json"
     if not meta_path.exists():
         return None
@@ -183,6 +189,7 @@ def build_dataset(
     Returns:
         the dataset (schema in the module docstring); ``ds.info.description`` holds the config JSON.
     """
+    import datasets
     cfg = make_config(env, variant, **overrides)
     key = _cache_key(cfg)
     path = Path(cache_dir or default_cache_dir()) / "datasets" / f"{cfg.env}-{cfg.variant}-{key}"

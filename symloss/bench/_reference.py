@@ -10,13 +10,16 @@ over the chosen segments b, tokens k (step-major; mask m zero on padding).
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import torch
 
 from symloss.bench._envs import env_info
 from symloss.bench._token_policy import TokenPolicySpec, init_params, token_logps, token_mask, tokenize
+
+if TYPE_CHECKING:
+    import datasets
 
 __all__ = ["pair_tensors", "spec_for_dataset", "fit_reference"]
 
