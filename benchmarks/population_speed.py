@@ -7,13 +7,15 @@ pairs with per-model Adam and gradient clipping. The loop trains model after mod
 the benchmark's), so the timing measures training only; no fitness is computed.
 
     python benchmarks/population_speed.py                 # CPU table, P in {1, 8, 64}; CUDA table if a GPU
-    python benchmarks/population_speed.py --cuda-sizes 1 64 256 1024 --steps 50
+    python benchmarks/population_speed.py --no-cpu --cuda-sizes 1 64 256 1024 4096 --steps 20
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import math
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ import torch
 from symloss.bench import TokenPolicySpec, init_params
 from symloss.objectives import LOSSES
 from symloss.train import PopulationTrainer, PreferenceData, TrainConfig, train_single
+from symloss.train._step import GRAPH_WARMUP
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 LINES: list[str] = []
@@ -107,23 +110,31 @@ def cuda_table(args: argparse.Namespace) -> None:
         say("CUDA: skipped (no GPU)")
         return
     data = hopper_like_data().to("cuda")
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, fitness=no_fitness, device="cuda")
     warm = TrainConfig(steps=2, batch_size=4, fitness=no_fitness, device="cuda")
     time_loop(data, warm, len(ZOO))
-    say(f"CUDA ({torch.cuda.get_device_name()}), steps={args.steps}, batch_size={args.batch_size} pairs; "
-        f"loop = the same Python loop over separate models on the GPU (P <= {args.cuda_loop_max})")
-    say(f"{'P':>5} {'ms/step':>9} {'member-steps/s':>15} {'loop steps/s':>13} {'ratio':>7} {'peak GiB':>9}")
+    say(f"CUDA ({torch.cuda.get_device_name()}), steps={args.steps}, batch_size={args.batch_size} pairs; eager and "
+        f"CUDA-graph (TrainConfig.cuda_graph) batched steps; loop = the Python loop over separate models on the GPU")
+    say(f"{'P':>5} {'eager ms/step':>14} {'graph ms/step':>14} {'graph member-steps/s':>21} {'loop steps/s':>13} "
+        f"{'graph/loop':>11} {'peak GiB':>9}")
     for p in args.cuda_sizes:
-        time_batched(data, warm, p)  # warm up this population's shapes
-        torch.cuda.reset_peak_memory_stats()
-        seconds, _ = time_batched(data, cfg, p)
+        cells = []
+        for graph in (False, True):
+            if not graph and p > args.cuda_eager_max:
+                cells.append(math.nan)
+                continue
+            cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, fitness=no_fitness, device="cuda",
+                              cuda_graph=graph)
+            time_batched(data, dataclasses.replace(cfg, steps=GRAPH_WARMUP + 2), p)  # warm up these shapes
+            torch.cuda.reset_peak_memory_stats()
+            cells.append(time_batched(data, cfg, p)[0])
         peak = torch.cuda.max_memory_allocated() / 2**30
-        loop_cells = ["-", "-"]
+        loop = ["-", "-"]
         if p <= args.cuda_loop_max:
-            loop_s, _ = time_loop(data, cfg, p)
-            loop_cells = [f"{p * args.steps / loop_s:.0f}", f"{loop_s / seconds:.1f}x"]
-        say(f"{p:>5} {1000 * seconds / args.steps:>9.2f} {p * args.steps / seconds:>15.0f} {loop_cells[0]:>13} "
-            f"{loop_cells[1]:>7} {peak:>9.2f}")
+            loop_s, _ = time_loop(data, TrainConfig(steps=args.steps, batch_size=args.batch_size, fitness=no_fitness,
+                                                    device="cuda"), p)
+            loop = [f"{p * args.steps / loop_s:.0f}", f"{loop_s / cells[1]:.1f}x"]
+        say(f"{p:>5} {1000 * cells[0] / args.steps:>14.2f} {1000 * cells[1] / args.steps:>14.2f} "
+            f"{p * args.steps / cells[1]:>21.0f} {loop[0]:>13} {loop[1]:>11} {peak:>9.2f}")
 
 
 def main() -> None:
@@ -132,6 +143,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per minibatch (search budget: 32)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 64], help="P on CPU")
     parser.add_argument("--cuda-sizes", type=int, nargs="+", default=[1, 64, 256, 1024], help="P on CUDA")
+    parser.add_argument("--cuda-eager-max", type=int, default=1024, help="largest P timed without CUDA graphs")
     parser.add_argument("--cuda-loop-max", type=int, default=64, help="largest P timed with the loop on CUDA")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's); 1 avoids OpenMP spin-waits on a shared machine")

@@ -99,3 +99,42 @@ def test_chunking_on_cuda(data):
     chunks = _fit([dpo(), orpo(), ipo()], data, device="cuda", max_members_per_chunk=2)
     torch.testing.assert_close(chunks.curves["loss"], whole.curves["loss"], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(chunks.fitness_per_seed, whole.fitness_per_seed, rtol=1e-6, atol=1e-6)
+
+
+LATE = MirrorLoss("u / relu(0.3 - t)", "softplus(-z)", beta=0.1, name="late")  # non-finite from t >= 0.3 (step 4)
+
+
+def _same_up_to_rounding(a, b):
+    for k in a.curves:
+        torch.testing.assert_close(a.curves[k].nan_to_num(7.0), b.curves[k].nan_to_num(7.0), rtol=1e-5, atol=1e-5)
+    for k in a.params:
+        torch.testing.assert_close(a.params[k], b.params[k], rtol=1e-5, atol=1e-5)
+    assert a.status == b.status and torch.equal(a.failure_step, b.failure_step)
+
+
+def test_cuda_graph_matches_eager_and_catches_failures_during_replay(data):
+    losses = [dpo(), orpo(), ta_mpo(), LATE]
+    eager = _fit(losses, data, device="cuda")
+    graph = _fit(losses, data, device="cuda", cuda_graph=True)
+    assert graph.status == ("ok", "ok", "ok", "failed") and graph.failure_step[3].tolist() == [4, 4]
+    _same_up_to_rounding(graph, eager)
+
+
+def test_cuda_graph_with_normalised_observations_and_chunks(data):
+    spec = dataclasses.replace(data.spec, obs_shift=(0.1, -0.2, 0.0, 0.3, 0.5), obs_scale=(2.0, 1.0, 0.5, 1.5, 3.0))
+    shifted = dataclasses.replace(data, spec=spec)
+    eager = _fit([dpo(), orpo(), ipo()], shifted, device="cuda")
+    graph = _fit([dpo(), orpo(), ipo()], shifted, device="cuda", cuda_graph=True, max_members_per_chunk=4)
+    _same_up_to_rounding(graph, eager)
+
+
+def test_cuda_graph_trains_custom_call_losses_eagerly(data):
+    class Custom(MirrorLoss):
+        def __call__(self, batch, *, validate=True):
+            return super().__call__(batch, validate=validate)
+
+    custom = Custom("u", "softplus(-z)", beta=0.1, name="custom")
+    eager = _fit([dpo(), custom], data, device="cuda")
+    graph = _fit([dpo(), custom], data, device="cuda", cuda_graph=True)
+    for k in eager.curves:
+        assert torch.equal(eager.curves[k], graph.curves[k])

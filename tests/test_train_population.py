@@ -145,6 +145,12 @@ def test_progress_is_step_over_total_steps(data):
     assert seen == [0.0, 0.25, 0.5, 0.75]
 
 
+def test_cuda_graph_is_ignored_on_cpu(data):
+    plain, graph = _fit([dpo(), orpo()], data), _fit([dpo(), orpo()], data, cuda_graph=True)
+    for k in plain.curves:
+        assert torch.equal(plain.curves[k], graph.curves[k])
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(data):

@@ -16,6 +16,7 @@ computed feature-major (rows M last) so that the softmax over the bins is vector
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -113,14 +114,20 @@ def _layer(params: dict[str, torch.Tensor], kind: str, spec: TokenPolicySpec) ->
     return [params[f"{kind}{i}"] for i in range(spec.n_layers)]
 
 
+@functools.lru_cache(maxsize=64)
+def _constant(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A cached constant tensor: no host-to-device copy per call (none is allowed inside a CUDA graph capture)."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
 def _inputs_fm(spec: TokenPolicySpec, params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
     """Normalised observations ``[N, obs_dim, M]`` (a broadcast view when ``obs`` is shared ``[M, obs_dim]``)."""
     n = params["W0"].shape[0]
     x = obs.to(params["W0"].dtype)
     if spec.obs_shift is not None:
-        x = x - torch.tensor(spec.obs_shift, dtype=x.dtype, device=x.device)
+        x = x - _constant(spec.obs_shift, x.dtype, x.device)
     if spec.obs_scale is not None:
-        x = x / torch.tensor(spec.obs_scale, dtype=x.dtype, device=x.device)
+        x = x / _constant(spec.obs_scale, x.dtype, x.device)
     x = x.transpose(-1, -2)  # [D, M] or [N, D, M]
     return x.unsqueeze(0).expand(n, -1, -1) if x.dim() == 2 else x
 

@@ -24,9 +24,10 @@ CLIP_EPS = 1e-6
 
 @dataclass
 class AdamState:
-    """Adam moments of stacked parameters (same keys and shapes) and the shared step count k."""
+    """Adam moments of stacked parameters (same keys and shapes) and the shared step count k (a Python int,
+    or a 0-dim device tensor when the step is replayed from a CUDA graph)."""
 
-    step: int
+    step: int | torch.Tensor
     exp_avg: dict[str, torch.Tensor]
     exp_avg_sq: dict[str, torch.Tensor]
 
@@ -69,15 +70,31 @@ def adam_step_(params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], 
                active: torch.Tensor, *, lr: float, betas: tuple[float, float], eps: float) -> None:
     """One Adam step of every member in place; members with ``active[n]`` False keep their parameters."""
     beta1, beta2 = betas
+    if isinstance(state.step, torch.Tensor):  # graph replay: bias corrections computed on the device
+        state.step.add_(1)
+        bias_correction1 = 1 - torch.pow(beta1, state.step)
+        bias_correction2_sqrt = (1 - torch.pow(beta2, state.step)).sqrt()
+        scale = -lr / bias_correction1
+        for k, p in params.items():
+            exp_avg, exp_avg_sq = _moments_(grads[k], state, k, active, beta1, beta2)
+            p.addcdiv_(exp_avg * scale, (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps))
+        return
     state.step += 1
     bias_correction1 = 1 - beta1**state.step
     bias_correction2 = 1 - beta2**state.step
     step_size = lr / bias_correction1
     bias_correction2_sqrt = bias_correction2**0.5
     for k, p in params.items():
-        g, exp_avg, exp_avg_sq = grads[k], state.exp_avg[k], state.exp_avg_sq[k]
-        exp_avg.lerp_(g, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        exp_avg.mul_(active.view(_per_member(p)).to(p.dtype))  # frozen: m = 0, so the update is exactly 0
+        exp_avg, exp_avg_sq = _moments_(grads[k], state, k, active, beta1, beta2)
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
         p.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def _moments_(g: torch.Tensor, state: AdamState, k: str, active: torch.Tensor, beta1: float,
+              beta2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Update the moments of parameter ``k`` in place; frozen members get m = 0 (so their update is 0)."""
+    exp_avg, exp_avg_sq = state.exp_avg[k], state.exp_avg_sq[k]
+    exp_avg.lerp_(g, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    exp_avg.mul_(active.view(_per_member(exp_avg)).to(exp_avg.dtype))
+    return exp_avg, exp_avg_sq

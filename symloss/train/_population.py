@@ -1,12 +1,6 @@
 """The population trainer: P candidate losses x S seeds trained at once as P * S stacked policies.
 
-Member i = p * S + s trains candidate loss p with seed s. One step, for every member at once:
-
-    idx_s    ~ U{0..n-1}^B from torch.Generator(seed_s)          (shared by all candidates with seed s)
-    logp     = token_logps(params, obs[idx], bins[idx])             [N, 2B, T], one baddbmm per layer
-    L_i      = mean_b loss_p(LogpBatch(logp_i, ref[idx_s], t = step / steps))     candidate p's own loss
-    grads    = d/d(params) sum_i where(alive_i, L_i, 0)             one backward; members share no parameter
-    clip each member's gradient to max_grad_norm, then Adam per member (``_optim``)
+Member i = p * S + s trains candidate loss p with seed s; one step is described in ``_step``.
 
 A member whose loss or gradient norm is non-finite (or whose loss raises) is frozen from that step on:
 its update is exactly zero, it keeps its last finite parameters, it is marked failed with the step and
@@ -24,20 +18,18 @@ from collections.abc import Sequence
 
 import torch
 
-from symloss.bench import TokenPolicySpec, token_logps
-from symloss.objectives import LogpBatch, MirrorLoss
+from symloss.bench import TokenPolicySpec
+from symloss.objectives import MirrorLoss
 from symloss.train._config import TrainConfig
 from symloss.train._data import PreferenceData, prepare_data
 from symloss.train._fitness import FitnessContext, resolve_fitness, split_fitness
-from symloss.train._optim import adam_init, adam_step_, clip_grads_, member_grad_norm
 from symloss.train._result import PopulationResult
+from symloss.train._step import BAD_LOSS, CURVES, train_chunk
 
 __all__ = ["PopulationTrainer", "member_bytes"]
 
 log = logging.getLogger(__name__)
 
-CURVES: tuple[str, ...] = ("loss", "accuracy", "grad_norm")
-BAD_LOSS, BAD_GRAD = 1, 2
 CPU_MEMORY_MB = 96.0
 """Default CPU chunk budget: chunks of ~10 members at the search budget stay cache-resident and train ~1.4x
 faster per member than one chunk of 64 (benchmarks/RESULTS.md, population speed)."""
@@ -52,108 +44,6 @@ def member_bytes(spec: TokenPolicySpec, batch_size: int, seg_len: int, *, dtype_
     n_params = sum(i * o + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:]))
     return int(1.5 * dtype_bytes * (rows * per_row + 5 * n_params))
 
-
-def _groups(candidates: Sequence[int]) -> list[tuple[int, int, int]]:
-    """Runs of consecutive members with the same candidate: ``(candidate, lo, hi)``."""
-    out: list[tuple[int, int, int]] = []
-    for i, p in enumerate(candidates):
-        if out and out[-1][0] == p:
-            out[-1] = (p, out[-1][1], i + 1)
-        else:
-            out.append((p, i, i + 1))
-    return out
-
-
-def _minibatch(train: dict[str, torch.Tensor], idx: torch.Tensor, seed_pos: torch.Tensor,
-               shared: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Inputs of one step: obs ``[2B, L, D]`` (shared) or ``[n, 2B, L, D]``, bins likewise, and per side
-    masks / reference log-probs ``[B, T]`` (shared) or ``[n, B, T]``. ``idx``: ``[U, B]``, one row per seed."""
-    if shared:
-        idx = idx[0]
-    obs = torch.cat([train["chosen_obs"][idx], train["rejected_obs"][idx]], dim=-3)
-    bins = torch.cat([train["chosen_bins"][idx], train["rejected_bins"][idx]], dim=-3)
-    side = {k: train[k][idx] for k in ("chosen_mask", "rejected_mask", "ref_chosen_logps", "ref_rejected_logps")}
-    if not shared:
-        obs, bins = obs[seed_pos], bins[seed_pos]
-        side = {k: v[seed_pos] for k, v in side.items()}
-    return obs, bins, side
-
-
-def _member_losses(losses: Sequence[MirrorLoss], groups: list[tuple[int, int, int]], logp: torch.Tensor,
-                   side: dict[str, torch.Tensor], t: float, shared: bool
-                   ) -> tuple[torch.Tensor, torch.Tensor, dict[int, str]]:
-    """Mean loss and accuracy over the minibatch per member ``[n]``; candidates whose loss raised."""
-    b = logp.shape[1] // 2
-    sizes = [hi - lo for _, lo, hi in groups]
-    # one split per tensor (not a slice per group): slicing would make backward O(P^2) in zero-filled grads
-    chosen, rejected = (x.split(sizes) for x in logp.split(b, dim=1))
-    out_loss, out_acc, errors = [], [], {}
-    for g, (p, lo, hi) in enumerate(groups):
-        part = {k: v.expand(hi - lo, *v.shape) if shared else v[lo:hi] for k, v in side.items()}
-        batch = LogpBatch(chosen[g], rejected[g], part["chosen_mask"], part["rejected_mask"],
-                          part["ref_chosen_logps"], part["ref_rejected_logps"], progress=t)
-        try:
-            out = losses[p](batch, validate=False)
-            if out.loss.shape != (hi - lo, b):
-                raise ValueError(f"loss shape {tuple(out.loss.shape)}, expected {(hi - lo, b)}")
-            out_loss.append(out.loss.mean(-1))
-            out_acc.append(out.accuracy.mean(-1))
-        except Exception as exc:  # a candidate never raises inside a batch: it fails alone
-            errors[p] = f"loss raised {type(exc).__name__}: {exc}"
-            out_loss.append(logp.new_full((hi - lo,), math.nan))
-            out_acc.append(logp.new_full((hi - lo,), math.nan))
-    return torch.cat(out_loss), torch.cat(out_acc), errors
-
-
-def _grads(total: torch.Tensor, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    if not total.requires_grad:  # every member frozen (or constant losses)
-        return {k: torch.zeros_like(v) for k, v in params.items()}
-    gs = torch.autograd.grad(total, list(params.values()), allow_unused=True)
-    return {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(params.items(), gs)}
-
-
-def _fail_(active: torch.Tensor, bad: torch.Tensor, code: torch.Tensor, step: torch.Tensor, c: int, k: int) -> None:
-    newly = active & bad
-    code.masked_fill_(newly, c)
-    step.masked_fill_(newly, k)
-    active &= ~newly
-
-
-def _train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceData, candidates: list[int],
-                 seeds: list[int], shared: bool) -> dict:
-    """Train one chunk of members; returns final params, curves and failure records (on ``data.device``)."""
-    n, device, steps = len(candidates), data.device, cfg.steps
-    params = {k: v.expand(n, *v.shape[1:]).clone().requires_grad_(True) for k, v in data.reference.items()}
-    opt = adam_init(params)
-    uniq = sorted(set(seeds))
-    gens = [torch.Generator().manual_seed(int(s)) for s in uniq]
-    seed_pos = torch.tensor([uniq.index(s) for s in seeds], device=device)
-    groups, batch_size = _groups(candidates), min(cfg.batch_size, data.n_train)
-    active = torch.ones(n, dtype=torch.bool, device=device)
-    code = torch.zeros(n, dtype=torch.int64, device=device)
-    failed_at = torch.full((n,), -1, dtype=torch.int64, device=device)
-    curves = {c: torch.full((n, steps), math.nan, dtype=data.dtype, device=device) for c in CURVES}
-    raised: dict[int, tuple[int, str]] = {}
-    for k in range(steps):
-        idx = torch.stack([torch.randint(0, data.n_train, (batch_size,), generator=g) for g in gens]).to(device)
-        obs, bins, side = _minibatch(data.train, idx, seed_pos, shared)
-        logp = token_logps(data.spec, params, obs, bins)  # [n, 2B, T]
-        loss, acc, errors = _member_losses(losses, groups, logp, side, k / steps, shared)
-        for p, msg in errors.items():
-            raised.setdefault(p, (k, msg))
-        _fail_(active, ~torch.isfinite(loss), code, failed_at, BAD_LOSS, k)
-        grads = _grads(torch.where(active, loss, torch.zeros((), dtype=loss.dtype, device=device)).sum(), params)
-        norm = member_grad_norm(grads)
-        _fail_(active, ~torch.isfinite(norm), code, failed_at, BAD_GRAD, k)
-        clip_grads_(grads, norm, active, cfg.max_grad_norm)
-        adam_step_(params, grads, opt, active, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-        for name, value in zip(CURVES, (loss, acc, norm)):
-            curves[name][:, k] = value.detach()
-    after = torch.arange(steps, device=device) > failed_at[:, None]
-    for name in CURVES:  # nothing is recorded for a member after it failed
-        curves[name].masked_fill_(after & (failed_at[:, None] >= 0), math.nan)
-    return {"params": {k: v.detach() for k, v in params.items()}, "curves": curves, "active": active,
-            "code": code, "failed_at": failed_at, "raised": raised}
 
 
 def _reason(code: int, step: int, loss_value: float, raised: tuple[int, str] | None) -> str:
@@ -222,7 +112,7 @@ class PopulationTrainer:
         for lo in range(0, len(candidates), size):
             cands, mseeds = candidates[lo:lo + size], member_seeds[lo:lo + size]
             log.debug("training members %d..%d of %d", lo, lo + len(cands), len(candidates))
-            out = _train_chunk(cfg, losses, data, cands, mseeds, shared=n_seeds == 1)
+            out = train_chunk(cfg, losses, data, cands, mseeds, shared=n_seeds == 1)
             out["fitness"], out["metrics"] = self._score(fitness_fn, data, out, cands, mseeds)
             parts.append(_to_cpu(out, cands))
         return _assemble(losses, seeds, parts, time.perf_counter() - start)
