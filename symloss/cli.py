@@ -105,7 +105,7 @@ def run_eval(args: argparse.Namespace) -> int:
     config = TrainConfig(steps=args.steps or budget.steps, batch_size=budget.batch_size, lr=lr,
                          episodes=args.episodes or budget.episodes, fitness=args.fitness, device=args.device)
     fitness = TrainerFitness(env=args.env, dataset=args.dataset, train_config=config, seeds=seeds,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, train_progress=not args.no_progress)
     start = time.perf_counter()
     results = fitness(losses)
     print(f"{args.env}/{args.dataset}, budget {args.budget} ({config.steps} steps), seeds {seeds}, "

@@ -18,7 +18,7 @@ from symloss.train import PopulationTrainer, TrainConfig
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
-CFG = TrainConfig(steps=12, batch_size=8, lr=1e-2, fitness="offline")
+CFG = TrainConfig(steps=12, batch_size=8, lr=1e-2, fitness="offline", cuda_graph=False)  # eager unless a test asks
 
 
 @pytest.fixture(scope="module")

@@ -158,3 +158,11 @@ def test_cuda_matches_cpu(data):
     gpu = _fit([dpo(), orpo()], data, device="cuda")
     torch.testing.assert_close(gpu.curves["loss"], cpu.curves["loss"], rtol=1e-4, atol=1e-4)
     assert gpu.params["W0"].device.type == "cpu"
+
+
+def test_progress_bar_changes_nothing(data, capsys):
+    quiet = _fit([dpo(), orpo()], data, max_members_per_chunk=2)
+    shown = PopulationTrainer(dataclasses.replace(CFG, max_members_per_chunk=2)).fit([dpo(), orpo()], data, seeds=2,
+                                                                                    progress=True)
+    assert torch.equal(quiet.curves["loss"], shown.curves["loss"])
+    assert "training 4 members" in capsys.readouterr().err

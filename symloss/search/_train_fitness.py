@@ -51,10 +51,12 @@ class TrainerFitness:
     """Fitness of candidate losses = trained policy's score (``return`` or ``offline``), mean over seeds."""
 
     def __init__(self, *, env: str, dataset: str, train_config: Any, seeds: int = 1,
-                 progress: bool = True, dataset_overrides: dict[str, Any] | None = None) -> None:
+                 progress: bool = True, train_progress: bool = False,
+                 dataset_overrides: dict[str, Any] | None = None) -> None:
         self.env, self.dataset, self.seeds = env, dataset, seeds
         self.train_config = train_config
         self.progress = progress
+        self.train_progress = train_progress  # a bar over training steps; off inside the search's live display
         self.dataset_overrides = dict(dataset_overrides or {})
         self._trainer = None
         self._data = None
@@ -95,7 +97,7 @@ class TrainerFitness:
         if not losses:
             return []
         self.prepare()
-        result = self._trainer.fit(list(losses), self._data, seeds=self.seeds)
+        result = self._trainer.fit(list(losses), self._data, seeds=self.seeds, progress=self.train_progress)
         self.last_result = result
         out = []
         for mean, std, status, reason in zip(result.fitness.tolist(), result.fitness_std.tolist(),

@@ -10,11 +10,12 @@ than ``max_members_per_chunk`` (or the memory estimate) train chunk by chunk wit
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -30,9 +31,10 @@ __all__ = ["PopulationTrainer", "member_bytes"]
 
 log = logging.getLogger(__name__)
 
-CPU_MEMORY_MB = 96.0
-"""Default CPU chunk budget: chunks of ~10 members at the search budget stay cache-resident and train ~1.4x
-faster per member than one chunk of 64 (benchmarks/RESULTS.md, population speed)."""
+CPU_MEMORY_MB = 48.0
+"""Default CPU chunk budget: 4 members at the search budget (32 pairs), 19 at 8 pairs. Small chunks keep the
+activations in cache: at 32 pairs, P = 64, chunks of 4 train 1.1-1.2x faster than chunks of 9 and 1.5x
+faster than one chunk of 64 (benchmarks/RESULTS.md, population speed)."""
 
 
 def member_bytes(spec: TokenPolicySpec, batch_size: int, seg_len: int, *, dtype_bytes: int = 4,
@@ -93,13 +95,14 @@ class PopulationTrainer:
         return max(1, min(n_members, int(budget_mb * 2**20 // per)))
 
     def fit(self, losses: Sequence[MirrorLoss], data: PreferenceData, *,
-            seeds: int | Sequence[int] = 1) -> PopulationResult:
+            seeds: int | Sequence[int] = 1, progress: bool = False) -> PopulationResult:
         """Train every (loss, seed) member from the reference, then score it with the configured fitness.
 
         Args:
             losses: the P candidate objectives.
             data: from :meth:`prepare` / :func:`prepare_data`.
             seeds: S (seeds 0..S-1) or the seeds themselves.
+            progress: show a progress bar over the training steps of every chunk (on stderr).
         """
         losses, seeds = _check_losses(losses), _check_seeds(seeds)
         data = self._check_data(data)
@@ -108,13 +111,14 @@ class PopulationTrainer:
         candidates = [p for p in range(len(losses)) for _ in seeds]
         member_seeds = [s for _ in losses for s in seeds]
         size = self.chunk_size(data, len(candidates), n_seeds)
-        parts = []
-        for lo in range(0, len(candidates), size):
-            cands, mseeds = candidates[lo:lo + size], member_seeds[lo:lo + size]
-            log.debug("training members %d..%d of %d", lo, lo + len(cands), len(candidates))
-            out = train_chunk(cfg, losses, data, cands, mseeds, shared=n_seeds == 1)
-            out["fitness"], out["metrics"] = self._score(fitness_fn, data, out, cands, mseeds)
-            parts.append(_to_cpu(out, cands))
+        parts, starts = [], range(0, len(candidates), size)
+        with _progress_bar(progress, len(starts) * cfg.steps, f"training {len(candidates)} members") as advance:
+            for lo in starts:
+                cands, mseeds = candidates[lo:lo + size], member_seeds[lo:lo + size]
+                log.debug("training members %d..%d of %d", lo, lo + len(cands), len(candidates))
+                out = train_chunk(cfg, losses, data, cands, mseeds, shared=n_seeds == 1, on_step=advance)
+                out["fitness"], out["metrics"] = self._score(fitness_fn, data, out, cands, mseeds)
+                parts.append(_to_cpu(out, cands))
         return _assemble(losses, seeds, parts, time.perf_counter() - start)
 
     def _score(self, fitness_fn, data: PreferenceData, out: dict, cands: list[int],
@@ -149,6 +153,21 @@ class PopulationTrainer:
         if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device={cfg.device!r}: CUDA is not available here; use device='cpu'")
         return data.to(cfg.device, cfg.torch_dtype)
+
+
+@contextlib.contextmanager
+def _progress_bar(show: bool, total: int, description: str) -> Iterator[Callable[[], None] | None]:
+    """A rich progress bar over ``total`` steps; yields its advance callback (None when not shown)."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
 
 
 def _check_losses(losses: Sequence[MirrorLoss]) -> list[MirrorLoss]:

@@ -224,8 +224,10 @@ def _use_graph(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceD
 
 
 def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceData, candidates: list[int],
-                seeds: list[int], shared: bool) -> dict:
-    """Train one chunk of members; returns final params, curves and failure records (on ``data.device``)."""
+                seeds: list[int], shared: bool, on_step: Callable[[], None] | None = None) -> dict:
+    """Train one chunk of members; returns final params, curves and failure records (on ``data.device``).
+
+    ``on_step`` is called after every step (a progress bar's advance)."""
     n, device, steps = len(candidates), data.device, cfg.steps
     params = {k: v.expand(n, *v.shape[1:]).clone().requires_grad_(True) for k, v in data.reference.items()}
     state = _Chunk(params, adam_init(params), torch.ones(n, dtype=torch.bool, device=device),
@@ -250,13 +252,15 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
         if graphed is not None:
             for name, value in zip(CURVES, graphed(idx, k, k / steps)):
                 curves[name][:, k] = value
-            continue
-        with _on_stream(warmup):  # eager: on a side stream during the warm-up before a capture
-            values, errors = run(idx, k, t)
-            for name, value in zip(CURVES, values):
-                curves[name][:, k] = value
-        for p, msg in errors.items():
-            raised.setdefault(p, (k, msg))
+        else:
+            with _on_stream(warmup):  # eager: on a side stream during the warm-up before a capture
+                values, errors = run(idx, k, t)
+                for name, value in zip(CURVES, values):
+                    curves[name][:, k] = value
+            for p, msg in errors.items():
+                raised.setdefault(p, (k, msg))
+        if on_step is not None:
+            on_step()
     after = torch.arange(steps, device=device) > state.failed_at[:, None]
     for name in CURVES:  # nothing is recorded for a member after it failed
         curves[name].masked_fill_(after & (state.failed_at[:, None] >= 0), math.nan)
