@@ -35,8 +35,8 @@ from symloss.train import PopulationTrainer, TrainConfig, offline_fitness, prepa
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def random_candidates(n: int, seed: int) -> list:
-    """``n`` distinct valid DPO-template losses with a random mirror map m(u)."""
+def random_candidates(n: int, seed: int, beta: float = 0.1) -> list:
+    """``n`` distinct valid DPO-template losses (inverse temperature ``beta``) with a random mirror map m(u)."""
     random.seed(seed)
     pset = make_pset("mirror")
     found: dict[str, object] = {}
@@ -45,7 +45,7 @@ def random_candidates(n: int, seed: int) -> list:
         key = canonical_key(expr)
         if key not in found and check_mirror(expr):
             found[key] = expr
-    return [dpo(beta=0.1).replace(mirror=expr, name=f"c{i}") for i, expr in enumerate(found.values())]
+    return [dpo(beta=beta).replace(mirror=expr, name=f"c{i}") for i, expr in enumerate(found.values())]
 
 
 def both_fitnesses(spec, params, context) -> dict[str, torch.Tensor]:
@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[25, 100, 400], help="budgets (training steps)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate at every budget")
+    parser.add_argument("--beta", type=float, default=0.1, help="beta of the DPO template")
     parser.add_argument("--seed", type=int, default=0, help="candidate trees and minibatch order")
     parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     parser.add_argument("--save", default=None, help="write every candidate's scores to this JSON file")
@@ -74,10 +76,11 @@ def main() -> None:
     ds = bench.build_dataset("hopper", "noisy", seed=0)
     spec = bench.spec_for_dataset(ds, n_bins=11)
     data = prepare_data(ds, spec, cached_reference(ds, spec, steps=1500, seed=0), holdout_fraction=0.1)
-    losses = random_candidates(args.candidates, args.seed)
+    losses = random_candidates(args.candidates, args.seed, args.beta)
     scores = {}
     for steps in args.steps:
-        cfg = TrainConfig(steps=steps, batch_size=args.batch_size, episodes=args.episodes, fitness=both_fitnesses)
+        cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, episodes=args.episodes,
+                          fitness=both_fitnesses)
         result = PopulationTrainer(cfg).fit(losses, data, seeds=[args.seed])
         scores[steps] = {"return": result.fitness_per_seed[:, 0], "offline": result.metrics["offline"][:, 0]}
         print(f"steps={steps}: {result.wall_s:.0f} s, failed {result.status.count('failed')}, "
