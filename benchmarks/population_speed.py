@@ -25,7 +25,6 @@ import torch
 from symloss.bench import TokenPolicySpec, init_params
 from symloss.objectives import LOSSES
 from symloss.train import PopulationTrainer, PreferenceData, TrainConfig, train_single
-from symloss.train._step import GRAPH_WARMUP
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 LINES: list[str] = []
@@ -124,7 +123,7 @@ def cuda_table(args: argparse.Namespace) -> None:
                 continue
             cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, fitness=no_fitness, device="cuda",
                               cuda_graph=graph)
-            time_batched(data, dataclasses.replace(cfg, steps=GRAPH_WARMUP + 2), p)  # warm up these shapes
+            time_batched(data, dataclasses.replace(cfg, steps=6), p)  # warm up these shapes
             torch.cuda.reset_peak_memory_stats()
             cells.append(time_batched(data, cfg, p)[0])
         peak = torch.cuda.max_memory_allocated() / 2**30

@@ -70,6 +70,25 @@ def test_token_logps_match_row_major_reference_with_gradients():
                                     (params["W1"].detach().clone().requires_grad_(True),))
 
 
+def test_token_logps_float32_per_member_and_shared_inputs_agree_with_torch_tanh():
+    spec = TokenPolicySpec(obs_dim=5, act_dim=2, n_bins=9, hidden=(16, 16), obs_shift=[0.1] * 5, obs_scale=[2.0] * 5)
+    gen = torch.Generator().manual_seed(5)
+    params = init_params(spec, 3, gen)
+    obs, bins = torch.randn(4, 6, 5, generator=gen), torch.randint(0, 9, (4, 6, 2), generator=gen)
+    want = _row_major_logps(spec, params, obs, bins)  # torch.tanh
+    torch.testing.assert_close(token_logps(spec, params, obs, bins), want, rtol=0, atol=2e-6)
+    per_member = token_logps(spec, params, obs.expand(3, -1, -1, -1), bins.expand(3, -1, -1, -1))
+    torch.testing.assert_close(per_member, want, rtol=0, atol=2e-6)
+
+
+def test_token_logps_is_differentiable_once_only(spec):
+    params = {k: v.requires_grad_(True) for k, v in init_params(spec, 2, torch.Generator().manual_seed(6)).items()}
+    logp = token_logps(spec, params, torch.randn(3, 4, 5), torch.randint(0, 9, (3, 4, 2)))
+    (g,) = torch.autograd.grad(logp.sum(), [params["W0"]], create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        torch.autograd.grad(g.sum(), [params["W0"]])
+
+
 def test_token_probabilities_normalise(spec):
     params = init_params(spec, 2, torch.Generator().manual_seed(1))
     obs = torch.randn(1, 1, 5).expand(9, 1, 5).contiguous()

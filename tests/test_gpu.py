@@ -112,19 +112,21 @@ def _same_up_to_rounding(a, b):
     assert a.status == b.status and torch.equal(a.failure_step, b.failure_step)
 
 
-def test_cuda_graph_matches_eager_and_catches_failures_during_replay(data):
+def test_cuda_graph_matches_eager_and_catches_failures_during_replay(data, caplog):
     losses = [dpo(), orpo(), ta_mpo(), LATE]
     eager = _fit(losses, data, device="cuda")
     graph = _fit(losses, data, device="cuda", cuda_graph=True)
+    assert "capture failed" not in caplog.text  # the graph was recorded and replayed, no eager fallback
     assert graph.status == ("ok", "ok", "ok", "failed") and graph.failure_step[3].tolist() == [4, 4]
     _same_up_to_rounding(graph, eager)
 
 
-def test_cuda_graph_with_normalised_observations_and_chunks(data):
+def test_cuda_graph_with_normalised_observations_and_chunks(data, caplog):
     spec = dataclasses.replace(data.spec, obs_shift=(0.1, -0.2, 0.0, 0.3, 0.5), obs_scale=(2.0, 1.0, 0.5, 1.5, 3.0))
     shifted = dataclasses.replace(data, spec=spec)
     eager = _fit([dpo(), orpo(), ipo()], shifted, device="cuda")
     graph = _fit([dpo(), orpo(), ipo()], shifted, device="cuda", cuda_graph=True, max_members_per_chunk=4)
+    assert "capture failed" not in caplog.text
     _same_up_to_rounding(graph, eager)
 
 

@@ -58,3 +58,22 @@ def test_inactive_member_is_untouched_even_with_nan_gradients():
         assert torch.equal(params[k][1], before[k][1])
         assert not torch.equal(params[k][0], before[k][0])
         assert torch.isfinite(state.exp_avg[k]).all() and torch.isfinite(state.exp_avg_sq[k]).all()
+
+
+def test_device_step_count_matches_python_step_count():
+    """The CUDA-graph path keeps k as a float64 tensor; the update equals the Python-int path to rounding."""
+    gen = torch.Generator().manual_seed(1)
+    a = _params(3, gen)
+    b = {k: v.clone() for k, v in a.items()}
+    sa, sb = adam_init(a), adam_init(b)
+    sb.step = torch.tensor(0.0, dtype=torch.float64)
+    active = torch.tensor([True, False, True])
+    for _ in range(6):
+        grads = {k: torch.randn(v.shape, generator=gen) for k, v in a.items()}
+        adam_step_(a, grads, sa, active, lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+        adam_step_(b, grads, sb, active, lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+    assert sa.step == 6 and sb.step.item() == 6.0
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-7)
+        assert not torch.equal(a[k][0], _params(3, torch.Generator().manual_seed(1))[k][0])
+    assert torch.equal(a["W"][1], _params(3, torch.Generator().manual_seed(1))["W"][1])  # frozen member

@@ -146,7 +146,7 @@ def test_progress_is_step_over_total_steps(data):
 
 
 def test_cuda_graph_is_ignored_on_cpu(data):
-    plain, graph = _fit([dpo(), orpo()], data), _fit([dpo(), orpo()], data, cuda_graph=True)
+    plain, graph = _fit([dpo(), orpo()], data, cuda_graph=False), _fit([dpo(), orpo()], data, cuda_graph=True)
     for k in plain.curves:
         assert torch.equal(plain.curves[k], graph.curves[k])
 
@@ -165,4 +165,27 @@ def test_progress_bar_changes_nothing(data, capsys):
     shown = PopulationTrainer(dataclasses.replace(CFG, max_members_per_chunk=2)).fit([dpo(), orpo()], data, seeds=2,
                                                                                     progress=True)
     assert torch.equal(quiet.curves["loss"], shown.curves["loss"])
-    assert "training 4 members" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "training 4 members" in err and "24/24" in err  # 2 chunks x 12 steps
+
+
+def test_per_member_minibatches_reproduce_plain_loops(data):
+    """With two seeds every member has its own minibatch (the per-token path of each group is not shared)."""
+    result = PopulationTrainer(CFG).fit([orpo()], data, seeds=[3, 4])
+    for s, seed in enumerate((3, 4)):
+        _, losses = train_single(orpo(), data, CFG, seed=seed)
+        torch.testing.assert_close(result.curves["loss"][0, s], losses, rtol=0, atol=1e-6)
+
+
+def test_float_masks_train_like_bool_masks(data):
+    floats = dataclasses.replace(data, train={k: v.float() if k.endswith("_mask") else v for k, v in data.train.items()})
+    a, b = _fit([dpo(), orpo()], data), _fit([dpo(), orpo()], floats)
+    assert torch.equal(a.curves["loss"], b.curves["loss"])
+
+
+def test_fail_records_tensor_step():
+    from symloss.train._step import _fail_
+
+    active, code, step = torch.tensor([True, True, False]), torch.zeros(3, dtype=torch.int64), torch.full((3,), -1)
+    _fail_(active, torch.tensor([True, False, True]), code, step, 2, torch.tensor(7))
+    assert active.tolist() == [False, True, False] and code.tolist() == [2, 0, 0] and step.tolist() == [7, -1, -1]

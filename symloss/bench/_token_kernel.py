@@ -13,7 +13,7 @@ Backward, for upstream gradient g ``[N, A, M]`` (softmax p = exp(logp)):
 
 Why by hand: on a CPU, ``torch.tanh`` costs about 4 ns per float32 element here while ``sigmoid`` costs
 0.6 ns, and the factor 2 folds into the baddbmm (``alpha = beta = 2``) for free; the hand-written backward
-reuses the softmax buffer in place and skips autograd's zero-filled gather gradient. The identity
+reuses the exp(logp) buffer in place and skips autograd's zero-filled gather gradient. The identity
 ``tanh(x) = 2 sigmoid(2x) - 1`` is exact; in float32 it differs from ``torch.tanh`` by at most ~2e-7
 (absolute). Numbers: benchmarks/RESULTS.md, population speed.
 """
@@ -25,9 +25,13 @@ import torch
 __all__ = ["hidden_forward", "token_logps_fm"]
 
 
+@torch.no_grad()
 def hidden_forward(weights: list[torch.Tensor], biases: list[torch.Tensor],
                    x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Logits ``[N, out_last, M]`` of inputs ``x [N, D, M]``, and each layer's input ``[x, h_1, ...]``."""
+    """Logits ``[N, out_last, M]`` of inputs ``x [N, D, M]``, and each layer's input ``[x, h_1, ...]``.
+
+    No autograd (it works in place): gradients come from :func:`token_logps_fm`'s own backward.
+    """
     inputs = [x]
     for i, (w, b) in enumerate(zip(weights, biases)):
         if i == len(weights) - 1:
@@ -47,15 +51,15 @@ class _TokenLogps(torch.autograd.Function):
         z, inputs = hidden_forward(weights, biases, x)
         n, m = z.shape[0], z.shape[-1]
         logp = torch.log_softmax(z.view(n, -1, n_bins, m), dim=2)  # [N, A, K, M]
-        ctx.save_for_backward(logp, idx, *inputs[1:], *weights)
-        ctx.x = x  # an input (observations), not an intermediate: no need to version-check it
+        ctx.save_for_backward(logp, idx, *inputs, *weights)
         return logp.gather(2, idx).squeeze(2)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         logp, idx, *rest = ctx.saved_tensors
-        n_hidden = (len(rest) - 1) // 2
-        inputs, weights = [ctx.x, *rest[:n_hidden]], rest[n_hidden:]
+        n_layers = len(rest) // 2
+        inputs, weights = rest[:n_layers], rest[n_layers:]
         g = grad.unsqueeze(2)  # [N, A, 1, M]
         d = logp.exp().mul_(g).neg_().scatter_add_(2, idx, g)  # dz = onehot g - p g
         d = d.view(d.shape[0], -1, d.shape[-1])  # [N, out, M]
@@ -71,6 +75,9 @@ class _TokenLogps(torch.autograd.Function):
 
 def token_logps_fm(weights: list[torch.Tensor], biases: list[torch.Tensor], x: torch.Tensor,
                    idx: torch.Tensor, n_bins: int) -> torch.Tensor:
-    """Chosen-bin log-probabilities ``[N, A, M]`` of inputs ``x [N, D, M]`` and bins ``idx [N, A, 1, M]``."""
+    """Chosen-bin log-probabilities ``[N, A, M]`` of inputs ``x [N, D, M]`` and bins ``idx [N, A, 1, M]``.
+
+    Differentiable once in the weights and biases; the observations ``x`` get no gradient.
+    """
     params = [t for pair in zip(weights, biases) for t in pair]
     return _TokenLogps.apply(x, idx, n_bins, *params)

@@ -111,6 +111,7 @@ def _logits_fm(spec: TokenPolicySpec, params: dict[str, torch.Tensor], obs: torc
 
 
 def _layer(params: dict[str, torch.Tensor], kind: str, spec: TokenPolicySpec) -> list[torch.Tensor]:
+    """``[params["W0"], params["W1"], ...]`` (``kind="W"``) or the biases (``kind="b"``), input layer first."""
     return [params[f"{kind}{i}"] for i in range(spec.n_layers)]
 
 
@@ -125,9 +126,9 @@ def _inputs_fm(spec: TokenPolicySpec, params: dict[str, torch.Tensor], obs: torc
     n = params["W0"].shape[0]
     x = obs.to(params["W0"].dtype)
     if spec.obs_shift is not None:
-        x = x - _constant(spec.obs_shift, x.dtype, x.device)
+        x = x - _constant(tuple(spec.obs_shift), x.dtype, x.device)
     if spec.obs_scale is not None:
-        x = x / _constant(spec.obs_scale, x.dtype, x.device)
+        x = x / _constant(tuple(spec.obs_scale), x.dtype, x.device)
     x = x.transpose(-1, -2)  # [D, M] or [N, D, M]
     return x.unsqueeze(0).expand(n, -1, -1) if x.dim() == 2 else x
 
@@ -160,7 +161,7 @@ def act(
     greedy: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Actions ``[N, E, act_dim]`` (bin centres) for observations ``[N, E, obs_dim]``.
+    """Actions ``[N, E, act_dim]`` (bin centres) for observations ``[N, E, obs_dim]`` (or ``[E, obs_dim]`` shared).
 
     Greedy picks each dimension's most probable bin; otherwise bins are sampled with ``generator``.
     """

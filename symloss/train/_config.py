@@ -96,7 +96,7 @@ class TrainConfig:
     max_members_per_chunk: int | None = None
     """Most members (P x S policies) trained at once; None: from ``memory_budget_mb``."""
     memory_budget_mb: float | None = None
-    """Memory a chunk may use, in MiB; None: 48 on CPU (small chunks are cache-friendly and faster), half
+    """Memory a chunk may use, in MiB; None: 40 on CPU (small chunks are cache-friendly and faster), half
     the free GPU memory on CUDA."""
 
     def __post_init__(self) -> None:

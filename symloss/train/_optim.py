@@ -25,7 +25,7 @@ CLIP_EPS = 1e-6
 @dataclass
 class AdamState:
     """Adam moments of stacked parameters (same keys and shapes) and the shared step count k (a Python int,
-    or a 0-dim device tensor when the step is replayed from a CUDA graph)."""
+    or a 0-dim float64 device tensor when the step is replayed from a CUDA graph)."""
 
     step: int | torch.Tensor
     exp_avg: dict[str, torch.Tensor]

@@ -31,8 +31,8 @@ __all__ = ["PopulationTrainer", "member_bytes"]
 
 log = logging.getLogger(__name__)
 
-CPU_MEMORY_MB = 48.0
-"""Default CPU chunk budget: 4 members at the search budget (32 pairs), 19 at 8 pairs. Small chunks keep the
+CPU_MEMORY_MB = 40.0
+"""Default CPU chunk budget: 4 members at the search budget (32 pairs), 16 at 8 pairs. Small chunks keep the
 activations in cache: at 32 pairs, P = 64, chunks of 4 train 1.1-1.2x faster than chunks of 9 and 1.5x
 faster than one chunk of 64 (benchmarks/RESULTS.md, population speed)."""
 
@@ -45,7 +45,6 @@ def member_bytes(spec: TokenPolicySpec, batch_size: int, seg_len: int, *, dtype_
     per_row += (spec.obs_dim + spec.act_dim) if per_member_obs else 0
     n_params = sum(i * o + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:]))
     return int(1.5 * dtype_bytes * (rows * per_row + 5 * n_params))
-
 
 
 def _reason(code: int, step: int, loss_value: float, raised: tuple[int, str] | None) -> str:

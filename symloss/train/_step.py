@@ -80,7 +80,7 @@ def _group_batches(losses: Sequence[MirrorLoss], groups: list[tuple[int, int, in
     sizes = [hi - lo for _, lo, hi in groups]
     # one split per tensor (not a slice per group): slicing would make backward O(P^2) in zero-filled grads
     per_token = [x.split(sizes) for x in logp.split(b, dim=1)]
-    masks = (side["chosen_mask"], side["rejected_mask"])
+    masks = tuple(m if m.dtype == torch.bool else m.bool() for m in (side["chosen_mask"], side["rejected_mask"]))
     refs = (side["ref_chosen_logps"], side["ref_rejected_logps"])
     summed: dict[str, tuple] = {}
 
@@ -96,7 +96,7 @@ def _group_batches(losses: Sequence[MirrorLoss], groups: list[tuple[int, int, in
     batches = []
     for g, (p, lo, hi) in enumerate(groups):
         loss = losses[p]
-        if loss.aggregation != "token" and type(loss).__call__ is MirrorLoss.__call__:
+        if loss.aggregation != "token" and type(loss) is MirrorLoss:  # a subclass may read the tokens
             w, l_, ref_w, ref_l = aggregated(loss.aggregation)
             batch = LogpBatch.from_sequence_logps(w[g], l_[g], members(ref_w, lo, hi), members(ref_l, lo, hi), t)
         else:
@@ -197,15 +197,18 @@ def _on_stream(stream: torch.cuda.Stream | None):
         return
     current = torch.cuda.current_stream(stream.device)
     stream.wait_stream(current)
-    with torch.cuda.stream(stream):
-        yield
-    current.wait_stream(stream)
+    try:
+        with torch.cuda.stream(stream):
+            yield
+    finally:
+        current.wait_stream(stream)
 
 
-def _capture(run: Callable, state: _Chunk, idx: torch.Tensor, t: torch.Tensor) -> _GraphedStep | None:
+def _capture(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple], state: _Chunk, idx: torch.Tensor,
+             t: torch.Tensor) -> _GraphedStep | None:
     """Record one step; None (train on eagerly) if capture fails, e.g. a loss synchronises with the host."""
     step = state.opt.step
-    state.opt.step = torch.tensor(float(step), dtype=t.dtype, device=t.device)
+    state.opt.step = torch.tensor(float(step), dtype=torch.float64, device=t.device)  # float64: exact beta^k
     try:
         return _GraphedStep(run, idx, t)
     except RuntimeError as exc:  # nothing ran during the failed capture: the state is as before it
@@ -244,9 +247,12 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
 
     warmup = torch.cuda.Stream(device) if _use_graph(cfg, [losses[p] for p, _, _ in groups], data) else None
     graphed = None
+    pin = device.type == "cuda"
     for k in range(steps):
-        idx = torch.stack([torch.randint(0, data.n_train, (batch_size,), generator=g) for g in gens]).to(device)
-        t = torch.tensor(k / steps, dtype=data.dtype).to(device)  # one host-to-device copy per step, not per loss
+        idx = torch.stack([torch.randint(0, data.n_train, (batch_size,), generator=g) for g in gens])
+        idx = idx.pin_memory().to(device, non_blocking=True) if pin else idx
+        if graphed is None:
+            t = torch.tensor(k / steps, dtype=data.dtype).to(device)  # one copy per step, not one per loss
         if warmup is not None and k == GRAPH_WARMUP:
             graphed, warmup = _capture(run, state, idx, t), None
         if graphed is not None:
