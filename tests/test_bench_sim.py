@@ -42,6 +42,28 @@ def test_batchsim_matches_gymnasium_on_open_loop_actions(env):
         assert total[i] == pytest.approx(ref, rel=1e-9, abs=1e-9)
 
 
+@pytest.mark.parametrize("env", ["hopper", "tla"])
+def test_threads_do_not_change_results(env):
+    """Slices of environments stepped by worker threads give exactly the single-thread trajectories."""
+    n, horizon = 40, 60
+    runs = []
+    for threads in (1, 3):
+        sim = BatchSim(env, n, threads=threads)
+        actions = np.random.default_rng(1).uniform(-1, 1, size=(horizon, n, sim.info.act_dim))
+        obs, rewards = [sim.reset(np.arange(n))], []
+        for t in range(horizon):
+            o, r, _ = sim.step(actions[t])
+            obs.append(o)
+            rewards.append(r)
+        runs.append((np.stack(obs), np.stack(rewards), sim.steps.copy()))
+        assert (sim._pool is not None) == (threads > 1)
+        sim.close()
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="threads=0"):
+        BatchSim(env, 2, threads=0)
+
+
 def test_evaluator_matches_plain_gymnasium_loop():
     spec = TokenPolicySpec(obs_dim=11, act_dim=3, n_bins=7)
     params = init_params(spec, 2, torch.Generator().manual_seed(3), dtype=torch.float64)

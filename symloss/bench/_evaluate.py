@@ -26,10 +26,12 @@ def episode_returns(
     seed: int = 0,
     greedy: bool = True,
     return_lengths: bool = False,
+    threads: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Undiscounted returns ``[N, E]`` of every member on every episode (float64).
 
-    With ``return_lengths``, also the episode lengths ``[N, E]`` (int64) as a second value.
+    With ``return_lengths``, also the episode lengths ``[N, E]`` (int64) as a second value. ``threads``: the
+    simulator's worker threads (:class:`BatchSim`; None: one per core); results do not depend on it.
     """
     info = env_info(env)
     if (spec.obs_dim, spec.act_dim) != (info.obs_dim, info.act_dim):
@@ -40,16 +42,23 @@ def episode_returns(
     if int(episodes) < 1:
         raise ValueError(f"episodes={episodes!r}: must be >= 1")
     n = params["W0"].shape[0]
-    sim = BatchSim(env, n * episodes)
+    sim = BatchSim(env, n * episodes, threads=threads)
     obs = sim.reset(np.tile(seed + np.arange(episodes), n))
     gen = torch.Generator().manual_seed(int(seed))
     dtype = params["W0"].dtype
     total = np.zeros(n * episodes)
-    while not sim.done.all():
-        o = torch.from_numpy(obs).to(dtype).view(n, episodes, info.obs_dim)
-        a = act(spec, params, o, greedy=greedy, generator=gen).reshape(n * episodes, info.act_dim)
-        obs, reward, _ = sim.step(a.double().numpy())
-        total += reward
+    torch_threads = torch.get_num_threads()
+    if sim.threads > 1:  # the policy's matmuls are tiny: torch's own threads would spin against the sim's
+        torch.set_num_threads(1)
+    try:
+        while not sim.done.all():
+            o = torch.from_numpy(obs).to(dtype).view(n, episodes, info.obs_dim)
+            a = act(spec, params, o, greedy=greedy, generator=gen).reshape(n * episodes, info.act_dim)
+            obs, reward, _ = sim.step(a.double().numpy())
+            total += reward
+    finally:
+        sim.close()
+        torch.set_num_threads(torch_threads)
     returns = total.reshape(n, episodes)
     return (returns, sim.steps.reshape(n, episodes).copy()) if return_lengths else returns
 
@@ -62,6 +71,7 @@ def evaluate(
     episodes: int = 5,
     seed: int = 0,
     greedy: bool = True,
+    threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of each member's return over ``episodes`` episodes.
 
@@ -73,9 +83,10 @@ def evaluate(
         seed: episode e of every member starts from Gymnasium's ``reset(seed=seed + e)``;
             sampling (``greedy=False``) also draws from ``seed``.
         greedy: most probable bin per action dimension (default) or sampled bins.
+        threads: the simulator's worker threads (None: one per available core, at most 16).
 
     Returns:
         ``(mean [N], std [N])`` float64 tensors (population std over episodes).
     """
-    returns = episode_returns(spec, params, env, episodes=episodes, seed=seed, greedy=greedy)
+    returns = episode_returns(spec, params, env, episodes=episodes, seed=seed, greedy=greedy, threads=threads)
     return torch.from_numpy(returns.mean(1)), torch.from_numpy(returns.std(1))
