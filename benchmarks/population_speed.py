@@ -24,7 +24,7 @@ import torch
 
 from symloss.bench import TokenPolicySpec, init_params
 from symloss.objectives import LOSSES
-from symloss.train import PopulationTrainer, PreferenceData, TrainConfig, train_single
+from symloss.train import PopulationTrainer, PreferenceData, TrainConfig, random_pair_tensors, train_single
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 LINES: list[str] = []
@@ -42,14 +42,7 @@ def hopper_like_data(n_pairs: int = 5120, seg_len: int = 50, seed: int = 0) -> P
     """Random preference pairs with Hopper's shapes and a random reference policy."""
     gen = torch.Generator().manual_seed(seed)
     spec = TokenPolicySpec(obs_dim=11, act_dim=3, n_bins=11, hidden=(64, 64))
-    tensors = {}
-    for side in ("chosen", "rejected"):
-        tensors[f"{side}_obs"] = torch.randn(n_pairs, seg_len, spec.obs_dim, generator=gen)
-        tensors[f"{side}_bins"] = torch.randint(0, spec.n_bins, (n_pairs, seg_len, spec.act_dim), generator=gen)
-        length = torch.randint(10, seg_len + 1, (n_pairs,), generator=gen)
-        steps = torch.arange(seg_len)[None] < length[:, None]
-        tensors[f"{side}_mask"] = steps.repeat_interleave(spec.act_dim, 1)
-        tensors[f"{side}_return"] = torch.randn(n_pairs, generator=gen)
+    tensors = random_pair_tensors(spec, n_pairs, seg_len, min_length=10, generator=gen)
     return PreferenceData.from_tensors(spec, init_params(spec, 1, gen), tensors, holdout_fraction=0.0)
 
 

@@ -139,11 +139,13 @@ def aggregate(logps: torch.Tensor, mask: torch.Tensor | None, how: Aggregation) 
     """Sequence log-probability from per-token ones: ``sequence`` sums, ``mean`` length-normalises.
 
     s = sum_t mask_t * logp_t  (sequence),   s / max(1, sum_t mask_t)  (mean);  shape [...].
-    ``mask=None`` counts every token. Padded entries never enter the sum (not even as NaN).
+    ``mask=None`` counts every token; a 0/1 mask of any dtype counts its non-zero entries. Padded entries never
+    enter the sum (not even as NaN).
     """
     if mask is None:
         total = logps.sum(-1)
         return total / logps.shape[-1] if how == "mean" else total
+    mask = mask if mask.dtype == torch.bool else mask.bool()
     total = torch.where(mask, logps, 0.0).sum(-1)
     if how == "mean":
         return total / mask.sum(-1).clamp(min=1).to(total.dtype)

@@ -14,7 +14,7 @@ shows a progress bar. Speeds: benchmarks/RESULTS.md, population training speed.
 """
 
 from symloss.train._config import BUDGETS, FITNESS_NAMES, Budget, TrainConfig
-from symloss.train._data import PreferenceData, prepare_data, reference_logps
+from symloss.train._data import PreferenceData, prepare_data, random_pair_tensors, reference_logps
 from symloss.train._fitness import (
     FITNESS,
     FitnessContext,
@@ -33,5 +33,5 @@ __all__ = [
     "BUDGETS", "FITNESS", "FITNESS_NAMES", "FRAME_COLUMNS", "AdamState", "Budget", "FitnessContext", "FitnessFn",
     "PopulationResult", "PopulationTrainer", "PreferenceData", "TrainConfig", "adam_init", "adam_step_",
     "clip_grads_", "expert_loglik", "holdout_accuracy", "member_bytes", "member_grad_norm", "offline_fitness",
-    "prepare_data", "reference_logps", "return_fitness", "train_single",
+    "prepare_data", "random_pair_tensors", "reference_logps", "return_fitness", "train_single",
 ]

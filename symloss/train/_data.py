@@ -34,6 +34,23 @@ def reference_logps(spec: TokenPolicySpec, reference: dict[str, torch.Tensor], o
     return torch.cat(parts) if parts else obs.new_zeros(0, obs.shape[1] * spec.act_dim)
 
 
+def random_pair_tensors(spec: TokenPolicySpec, n_pairs: int, seg_len: int, *, min_length: int,
+                        generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random pairs in :func:`bench.pair_tensors` layout, for tests and benchmarks that need no simulator.
+
+    Per side: obs ~ N(0, 1) ``[n, L, D]``, bins ~ U{0..K-1} ``[n, L, A]``, lengths ~ U{min_length..L} (token mask
+    ``[n, L * A]``), returns ~ N(0, 1) ``[n]``.
+    """
+    tensors = {}
+    for side in ("chosen", "rejected"):
+        tensors[f"{side}_obs"] = torch.randn(n_pairs, seg_len, spec.obs_dim, generator=generator)
+        tensors[f"{side}_bins"] = torch.randint(0, spec.n_bins, (n_pairs, seg_len, spec.act_dim), generator=generator)
+        length = torch.randint(min_length, seg_len + 1, (n_pairs,), generator=generator)
+        tensors[f"{side}_mask"] = (torch.arange(seg_len)[None] < length[:, None]).repeat_interleave(spec.act_dim, 1)
+        tensors[f"{side}_return"] = torch.randn(n_pairs, generator=generator)
+    return tensors
+
+
 @dataclass(frozen=True, eq=False)
 class PreferenceData:
     """Training and held-out tensors of a preference dataset plus the reference's log-probs.

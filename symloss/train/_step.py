@@ -80,7 +80,7 @@ def _group_batches(losses: Sequence[MirrorLoss], groups: list[tuple[int, int, in
     sizes = [hi - lo for _, lo, hi in groups]
     # one split per tensor (not a slice per group): slicing would make backward O(P^2) in zero-filled grads
     per_token = [x.split(sizes) for x in logp.split(b, dim=1)]
-    masks = tuple(m if m.dtype == torch.bool else m.bool() for m in (side["chosen_mask"], side["rejected_mask"]))
+    masks = (side["chosen_mask"], side["rejected_mask"])
     refs = (side["ref_chosen_logps"], side["ref_rejected_logps"])
     summed: dict[str, tuple] = {}
 
