@@ -16,6 +16,7 @@ Nothing here uses pickle or eval: trees are stored in DEAP's prefix text and par
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,24 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     if not isinstance(stored, dict):
         raise RunDirError(f"{path}: holds a JSON {type(stored).__name__}, not a SearchConfig object; fix the "
                           "file, or start a new run in another directory")
+    for name, value in stored.items():
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise RunDirError(f"{path}: field name {short_repr(name)} is not a SearchConfig field name; fix the "
+                              "file, or start a new run in another directory")
+        if not all(_config_scalar(v) for v in (value if isinstance(value, list) else [value])):
+            raise RunDirError(f"{path}: {short_repr(name)}={short_repr(value)}: must be a number, a text of at "
+                              f"most {MAX_CONFIG_TEXT} characters, or a list of them; fix the file, or start a new "
+                              "run in another directory")
     return stored
+
+
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+MAX_CONFIG_TEXT = 4096
+"""Longest text value accepted in config.json (a path at most)."""
+
+
+def _config_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float) or isinstance(value, str) and len(value) <= MAX_CONFIG_TEXT
 
 
 def check_resume_config(run_dir: Path, config: SearchConfig) -> None:

@@ -91,7 +91,7 @@ class _Reader:
             raise CheckpointError(f"{self.path}: {where} has no {name!r}; {_FIX}")
         value = data[name]
         if not isinstance(value, kind) or isinstance(value, bool) and bool not in _as_tuple(kind):
-            raise self.fail(f"{where}.{name}", value, f"a {_kind_name(kind)}")
+            raise self.fail(f"{where}.{name}", value, _kind_name(kind))
         return value
 
     def number(self, value: Any, where: str, *, finite: bool = True) -> float:
@@ -205,5 +205,5 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {int: "integer", float: "number", str: "text", list: "JSON list", dict: "JSON object"}
+    names = {int: "an integer", float: "a number", str: "a text", list: "a JSON list", dict: "a JSON object"}
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in _as_tuple(kind)))

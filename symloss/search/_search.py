@@ -90,7 +90,8 @@ class LossSearch:
         try:
             config = SearchConfig.from_dict({**stored, **changes, "run_dir": str(run_dir)})
         except (TypeError, ValueError) as exc:
-            raise RunDirError(f"{run_dir / 'config.json'}: not a valid SearchConfig ({exc}); fix the file, or "
+            why = str(exc) if len(str(exc)) <= 300 else str(exc)[:297] + "..."
+            raise RunDirError(f"{run_dir / 'config.json'}: not a valid SearchConfig ({why}); fix the file, or "
                               "start a new run in another directory") from None
         search = cls(config, fitness=fitness, progress=progress)
         search._resume = True
