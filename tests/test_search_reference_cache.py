@@ -132,3 +132,14 @@ def test_zip_with_a_pickled_payload_inside_does_not_run(setup, tmp_path):
     with pytest.warns(UserWarning, match="unusable"):
         cached_reference(ds, spec, steps=STEPS, cache_dir=root)
     assert not canary.exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": -1}, r"steps=-1: must be an integer >= 0"),
+    ({"batch_size": 0}, r"batch_size=0: must be an integer >= 1"),
+    ({"lr": float("nan")}, r"lr=nan: must be a finite number > 0"),
+])
+def test_fit_reference_names_the_accepted_range(setup, kwargs, message):
+    ds, spec, *_ = setup
+    with pytest.raises(ValueError, match=message):
+        bench.fit_reference(spec, ds, **kwargs)

@@ -81,7 +81,13 @@ class LossSearch:
     @classmethod
     def resume(cls, run_dir: str | Path, *, fitness: FitnessFn | None = None, progress: bool = True,
                **changes: Any) -> LossSearch:
-        """A search continuing the run in ``run_dir``; only fields in RESUMABLE_CHANGES may change."""
+        """A search continuing the run in ``run_dir``; only fields in RESUMABLE_CHANGES may change.
+
+        Raises :class:`RunDirError` if ``run_dir`` holds no valid config.json; its ``fit`` raises
+        :class:`RunDirLocked` while another search uses the directory, :class:`RunDirError` if it cannot
+        write there, and :class:`CheckpointError` for a checkpoint.json this version did not write, each
+        before any training.
+        """
         run_dir = Path(run_dir)
         stored = art.read_config(run_dir)
         bad = sorted(set(changes) - RESUMABLE_CHANGES)
