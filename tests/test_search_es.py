@@ -59,5 +59,19 @@ def test_external_formulas_are_parsed_not_evaluated():
     assert str(formula_from_external("(1.5 * X1) + tanh(X1)", {"X1": "u"})) == "1.5*u + tanh(u)"
     with pytest.raises(ValueError):
         formula_from_external("__import__('os').system('ls')", {})
-    with pytest.raises(ValueError, match="engine='magic'"):
+    with pytest.raises(ValueError, match=r"engine='magic': must be one of \['deap', 'operon', 'pysr'\]"):
         distill_mirror("u", engine="magic")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"population": 5}, r"population=5: must be an even integer >= 2 \(antithetic pairs\); use 6"),
+    ({"population": 0}, r"population=0: must be an integer >= 2"),
+    ({"generations": 0}, r"generations=0: must be an integer >= 1"),
+    ({"sigma": float("inf")}, r"sigma=inf: must be a finite number > 0"),
+    ({"lr": 0.0}, r"lr=0.0: must be a finite number > 0"),
+    ({"init": "orp"}, r"init='orp': must be one of \['dpo', 'orpo'\]; did you mean 'orpo'\?"),
+    ({"base": "dp0"}, r"base='dp0': must be one of .*did you mean 'dpo'\?"),
+])
+def test_bad_es_config_names_the_accepted_range(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ESConfig(**kwargs)

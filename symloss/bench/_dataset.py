@@ -22,7 +22,9 @@ Cache: ``{cache_dir}/datasets/{env}-{variant}-{key}/`` with ``data/`` (``save_to
 ``meta.json`` (config, key, content hash). ``key`` hashes the config, the schema version and the
 behaviour checkpoints, so any change rebuilds. ``cache_dir`` defaults to ``$SYMLOSS_CACHE`` or
 ``~/.cache/symloss``. A cache whose content hash does not match (or that fails to load) is rebuilt
-with a warning, never used.
+with a warning, never used. Before ``datasets`` reads anything, the metadata is compared with what this
+config writes (data file names, format state, features, the config in the description), so a tampered cache
+is rebuilt without its metadata being interpreted.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -149,20 +152,49 @@ def _quiet_save(ds: datasets.Dataset, path: Path) -> None:
             datasets.enable_progress_bars()
 
 
-def _load_cached(path: Path, key: str) -> datasets.Dataset | None:
-    """The cached dataset at ``path`` if its key and content hash match; warn and return None if corrupt."""
+_ARROW_FILE = re.compile(r"data-\d{5}-of-\d{5}\.arrow")
+_STATE = {"_format_columns": None, "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False,
+          "_split": None}
+"""The format state ``save_to_disk`` writes for our datasets (any other value was not written by us)."""
+
+
+def _metadata_problem(path: Path, key: str, cfg: BenchConfig) -> str:
+    """Why the cache's metadata is not what ``cfg`` writes (``""`` if it is), read as plain JSON only."""
+    meta = json.loads((path / "meta.json").read_text())
+    if not isinstance(meta, dict) or meta.get("key") != key or meta.get("config") != cfg.to_dict():
+        return "meta.json does not match the config"
+    data = path / "data"
+    state = json.loads((data / "state.json").read_text())
+    files = state.get("_data_files") if isinstance(state, dict) else None
+    if not isinstance(files, list) or not files or any(
+            not isinstance(f, dict) or set(f) != {"filename"} or not isinstance(f["filename"], str)
+            or not _ARROW_FILE.fullmatch(f["filename"]) for f in files):
+        return "state.json lists unexpected data files"
+    if any(state.get(k, v) != v for k, v in _STATE.items()):
+        return "state.json holds a format this cache never writes"
+    info = json.loads((data / "dataset_info.json").read_text())
+    if not isinstance(info, dict) or info.get("features") != json.loads(json.dumps(dataset_features(cfg).to_dict())):
+        return "dataset_info.json features differ from the schema"
+    if not isinstance(info.get("description"), str) or json.loads(info["description"]) != cfg.to_dict():
+        return "dataset_info.json description differs from the config"
+    return ""
+
+
+def _load_cached(path: Path, key: str, cfg: BenchConfig) -> datasets.Dataset | None:
+    """The cached dataset at ``path`` if its metadata, key and content hash match; warn and return None if
+    corrupt."""
     import datasets
-    meta_path = path / "meta.json"
-    if not meta_path.exists():
+    if not (path / "meta.json").exists():
         return None
     try:
-        meta = json.loads(meta_path.read_text())
-        ds = datasets.load_from_disk(str(path / "data"))
-        if meta.get("key") == key and dataset_hash(ds) == meta.get("content_hash"):
-            return ds
-        reason = "content hash mismatch"
+        reason = _metadata_problem(path, key, cfg)
+        if not reason:
+            ds = datasets.load_from_disk(str(path / "data"))
+            if dataset_hash(ds) == json.loads((path / "meta.json").read_text()).get("content_hash"):
+                return ds
+            reason = "content hash mismatch"
     except Exception as err:  # any unreadable file means a corrupt cache
-        reason = f"{type(err).__name__}: {err}"
+        reason = f"{type(err).__name__}: {str(err)[:200]}"
     warnings.warn(f"symloss: dataset cache {path} is corrupt ({reason}); rebuilding it", stacklevel=3)
     return None
 
@@ -193,7 +225,7 @@ def build_dataset(
     cfg = make_config(env, variant, **overrides)
     key = _cache_key(cfg)
     path = Path(cache_dir or default_cache_dir()) / "datasets" / f"{cfg.env}-{cfg.variant}-{key}"
-    if not rebuild and (ds := _load_cached(path, key)) is not None:
+    if not rebuild and (ds := _load_cached(path, key, cfg)) is not None:
         return ds
     ds = _assemble(cfg, progress)
     ds.info.description = json.dumps(cfg.to_dict())

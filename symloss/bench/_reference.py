@@ -17,6 +17,7 @@ import torch
 
 from symloss.bench._envs import env_info
 from symloss.bench._token_policy import TokenPolicySpec, init_params, token_logps, token_mask, tokenize
+from symloss.validation import check_range
 
 if TYPE_CHECKING:
     import datasets
@@ -82,9 +83,9 @@ def fit_reference(
     Returns:
         parameters with N = 1 (``init_params`` layout), detached.
     """
-    if int(steps) < 0 or int(batch_size) < 1 or not lr > 0:
-        raise ValueError(f"steps={steps!r}, batch_size={batch_size!r}, lr={lr!r}: need steps >= 0, "
-                         "batch_size >= 1, lr > 0")
+    check_range("steps", steps, lo=0, integer=True)
+    check_range("batch_size", batch_size, lo=1, integer=True)
+    check_range("lr", lr, lo=0, lo_open=True)
     gen = torch.Generator().manual_seed(int(seed))
     data = pair_tensors(ds, spec)
     params = {k: v.requires_grad_() for k, v in init_params(spec, 1, gen).items()}

@@ -68,21 +68,38 @@ def _finite_reason(values: torch.Tensor, grad: torch.Tensor, domain: str) -> str
     return ""
 
 
-def check_mirror(expr: sp.Expr, *, uses_t: bool = False) -> CheckResult:
+# --- TEMPORARY SHIM (helper C, branch h-internals): a minimal `u_range=` keyword so that the search's
+# wiring of the data's u range can be tested. Helper A's branch implements the real one (finiteness on
+# [-1e4, -1e-8], strict increase on u_range); when merging, take A's version of this file and drop this.
+def _shim_grid(u_range: tuple[float, float] | None) -> tuple[torch.Tensor, str]:
+    if u_range is None:
+        return mirror_grid(), "[-50, 0)"
+    low, high = u_range
+    return torch.linspace(low, high, MIRROR_GRID_POINTS, dtype=torch.float64), f"[{low:g}, {high:g}]"
+# --- END TEMPORARY SHIM
+
+
+def check_mirror(expr: sp.Expr, *, uses_t: bool = False,
+                 u_range: tuple[float, float] | None = None) -> CheckResult:
     """Check a mirror-map candidate m(u[, t]): finite, strictly increasing in u, not constant."""
     variables = ("u", "t") if uses_t else ("u",)
-    grid = mirror_grid()
+    result = _evaluate(expr, variables, mirror_grid(), uses_t)
+    if isinstance(result, str):
+        return CheckResult(False, result)
+    if reason := _finite_reason(*result, "u in [-50, 0)"):
+        return CheckResult(False, reason)
+    grid, domain = _shim_grid(u_range)
     result = _evaluate(expr, variables, grid, uses_t)
     if isinstance(result, str):
         return CheckResult(False, result)
     values, grad = result
-    if reason := _finite_reason(values, grad, "u in [-50, 0)"):
+    if reason := _finite_reason(values, grad, f"u in {domain}"):
         return CheckResult(False, reason)
     spread = (values.max(dim=1).values - values.min(dim=1).values).min()
     if spread <= 1e-8 * (1 + values.abs().max()):
         return CheckResult(False, "constant in u: m must be strictly increasing")
     if (values.diff(dim=1) <= 0).any() or (grad <= 0).any():
-        return CheckResult(False, "not strictly increasing in u on [-50, 0): h would not be strictly convex")
+        return CheckResult(False, f"not strictly increasing in u on {domain}: h would not be strictly convex")
     return CheckResult(True)
 
 
@@ -102,15 +119,16 @@ def check_link(expr: sp.Expr, *, uses_t: bool = False) -> CheckResult:
     return CheckResult(True)
 
 
-def check_imitation(expr: sp.Expr, *, uses_t: bool = False) -> CheckResult:
+def check_imitation(expr: sp.Expr, *, uses_t: bool = False,
+                    u_range: tuple[float, float] | None = None) -> CheckResult:
     """Check an imitation candidate psi(u_w[, t]): finite values and gradients on u_w in [-50, 0)."""
     variables = ("u_w", "t") if uses_t else ("u_w",)
-    result = _evaluate(expr, variables, mirror_grid(), uses_t)
-    if isinstance(result, str):
-        return CheckResult(False, result)
-    values, grad = result
-    if reason := _finite_reason(values, grad, "u_w in [-50, 0)"):
-        return CheckResult(False, reason)
+    for grid, domain in ((mirror_grid(), "[-50, 0)"), _shim_grid(u_range)):
+        result = _evaluate(expr, variables, grid, uses_t)
+        if isinstance(result, str):
+            return CheckResult(False, result)
+        if reason := _finite_reason(*result, f"u_w in {domain}"):
+            return CheckResult(False, reason)
     return CheckResult(True)
 
 

@@ -7,6 +7,7 @@
 >>> search.fit().hall_of_fame_.head()                                    # doctest: +SKIP
 """
 
+from symloss.search._checkpoint import CheckpointError
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
 from symloss.search._evolve import (
     WORST,
@@ -20,10 +21,11 @@ from symloss.search._evolve import (
 )
 from symloss.search._fitness import FitnessFn, MirrorTargetFitness, mirror_grid, normalised_mirror, safe_call
 from symloss.search._individual import Individual, individual_from_strings, tree_from_string
+from symloss.search._rundir import RunDirError, RunDirLocked
 from symloss.search._search import LossSearch
 
 __all__ = [
-    "RESUMABLE_CHANGES", "WORST", "ZOO_SEEDS", "Candidate", "FitnessFn", "FitnessResult", "Individual",
-    "LossSearch", "MirrorTargetFitness", "SearchConfig", "SearchState", "ask", "build_operators",
+    "RESUMABLE_CHANGES", "WORST", "ZOO_SEEDS", "Candidate", "CheckpointError", "FitnessFn", "FitnessResult",
+    "Individual", "LossSearch", "MirrorTargetFitness", "RunDirError", "RunDirLocked", "SearchConfig", "SearchState", "ask", "build_operators",
     "individual_from_strings", "mirror_grid", "normalised_mirror", "safe_call", "tell", "tree_from_string",
 ]

@@ -1,8 +1,9 @@
-"""The run directory: checkpoints (JSON, atomic), hall of fame, best loss exports and plots.
+"""The run directory: its config, hall of fame, best loss exports and plots (checkpoints: ``_checkpoint``).
 
 Layout of a run directory::
 
     config.json        the SearchConfig
+    run.lock           held (flock) by the search using the directory; holds its pid
     checkpoint.json    state after the last completed generation (population as text, RNG, cache, history)
     log.jsonl          one line of metrics per generation
     hall_of_fame.csv   the hall of fame table
@@ -15,7 +16,7 @@ Nothing here uses pickle or eval: trees are stored in DEAP's prefix text and par
 from __future__ import annotations
 
 import json
-import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,71 +24,52 @@ from typing import Any
 import pandas as pd
 
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
-from symloss.search._evolve import WORST, SearchState
-from symloss.search._individual import individual_from_strings
-
-CHECKPOINT_FORMAT = "symloss.search.checkpoint/1"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file and rename it over ``path``: a crash never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1, allow_nan=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+from symloss.search._evolve import WORST
+from symloss.search._individual import short_repr
+from symloss.search._rundir import RunDirError
 
 
-def _rng_to_json(state: Any) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _rng_from_json(data: list) -> tuple:
-    version, internal, gauss = data
-    return (version, tuple(internal), gauss)
-
-
-def save_checkpoint(run_dir: Path, state: SearchState) -> None:
-    write_json_atomic(run_dir / "checkpoint.json", {
-        "format": CHECKPOINT_FORMAT, "generation": state.generation,
-        "population": [{"trees": ind.to_strings(), "fitness": list(ind.fitness.values)}
-                       for ind in state.population],
-        "rng_state": _rng_to_json(state.rng_state), "cache": state.cache, "history": list(state.history),
-    })
-
-
-def load_checkpoint(run_dir: Path, psets: Mapping[str, Any]) -> SearchState:
-    path = run_dir / "checkpoint.json"
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The JSON object in ``run_dir/config.json`` (RunDirError if there is none or it is not an object)."""
+    path = run_dir / "config.json"
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"run_dir={str(run_dir)!r}: cannot read checkpoint.json ({exc})") from exc
-    if data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
-    population = []
-    for entry in data["population"]:
-        ind = individual_from_strings(entry["trees"], psets)
-        ind.fitness.values = tuple(entry["fitness"])
-        population.append(ind)
-    return SearchState(data["generation"], tuple(population), _rng_from_json(data["rng_state"]),
-                       data["cache"], tuple(data["history"]))
+        stored = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise RunDirError(f"run_dir={str(run_dir)!r}: not a symloss run directory ({type(exc).__name__}: "
+                          f"{exc})") from None
+    if not isinstance(stored, dict):
+        raise RunDirError(f"{path}: holds a JSON {type(stored).__name__}, not a SearchConfig object; fix the "
+                          "file, or start a new run in another directory")
+    for name, value in stored.items():
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise RunDirError(f"{path}: field name {short_repr(name)} is not a SearchConfig field name; fix the "
+                              "file, or start a new run in another directory")
+        if not all(_config_scalar(v) for v in (value if isinstance(value, list) else [value])):
+            raise RunDirError(f"{path}: {short_repr(name)}={short_repr(value)}: must be a number, a text of at "
+                              f"most {MAX_CONFIG_TEXT} characters, or a list of them; fix the file, or start a new "
+                              "run in another directory")
+    return stored
+
+
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+MAX_CONFIG_TEXT = 4096
+"""Longest text value accepted in config.json (a path at most)."""
+
+
+def _config_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float) or isinstance(value, str) and len(value) <= MAX_CONFIG_TEXT
 
 
 def check_resume_config(run_dir: Path, config: SearchConfig) -> None:
     """Refuse to resume a run made with another config (other than fields in RESUMABLE_CHANGES)."""
-    path = run_dir / "config.json"
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"run_dir={str(run_dir)!r}: not a symloss run directory ({exc})") from exc
+    stored = read_config(run_dir)
     current = config.to_dict()
     differences = sorted(k for k in set(stored) | set(current)
                          if k not in RESUMABLE_CHANGES and stored.get(k) != current.get(k))
     if differences:
-        details = ", ".join(f"{k}: run has {stored.get(k)!r}, given {current.get(k)!r}" for k in differences)
-        raise ValueError(
+        details = ", ".join(f"{k}: run has {short_repr(stored.get(k))}, given {short_repr(current.get(k))}"
+                            for k in differences[:5])
+        raise RunDirError(
             f"run_dir={str(run_dir)!r} was made with another config ({details}); resume with the same "
             "settings, or start a new run in another directory. Nothing was overwritten."
         )

@@ -23,6 +23,7 @@ import sympy as sp
 
 from symloss.expr import parse_formula, stabilise
 from symloss.search._fitness import MirrorTargetFitness, mirror_grid, normalised_mirror
+from symloss.validation import check_choice
 
 Engine = Literal["deap", "operon", "pysr"]
 
@@ -41,6 +42,7 @@ def _error(expr: sp.Expr, target: sp.Expr, grid) -> float:
 def distill_mirror(target: sp.Expr | str, *, engine: Engine = "deap", population: int = 48,
                    generations: int = 15, seed: int = 0) -> Distilled:
     """A closed form close to ``target`` (a mirror map in u) after normalisation."""
+    check_choice("engine", engine, ("deap", "operon", "pysr"))
     target = stabilise(parse_formula(target, ["u"])) if isinstance(target, str) else target
     grid = mirror_grid()
     if engine == "deap":
@@ -51,10 +53,8 @@ def distill_mirror(target: sp.Expr | str, *, engine: Engine = "deap", population
         expr = search.best_.mirror
     elif engine == "operon":
         expr = _operon(target, grid, seed)
-    elif engine == "pysr":
-        expr = _pysr(target, grid, seed)
     else:
-        raise ValueError(f"engine={engine!r}: accepted ['deap', 'operon', 'pysr']")
+        expr = _pysr(target, grid, seed)
     return Distilled(expr, _error(expr, target, grid), engine)
 
 

@@ -28,9 +28,10 @@ import numpy as np
 import sympy as sp
 
 from symloss.expr import SYMBOLS, log1mexp, softplus
-from symloss.objectives import MirrorLoss, get_loss
+from symloss.objectives import LOSSES, MirrorLoss, get_loss
 from symloss.search._evolve import FitnessResult
 from symloss.search._fitness import FitnessFn, safe_call
+from symloss.validation import ConfigError, check_choice, check_range
 
 _U = SYMBOLS["u"]
 CENTRES = (-8.0, -4.0, -2.0, -1.0, -0.5)
@@ -73,14 +74,16 @@ class ESConfig:
     """Initial map: ``dpo`` (m ~ u) or ``orpo`` (m ~ u - log(1 - e^u))."""
 
     def __post_init__(self) -> None:
-        if self.population < 2 or self.population % 2:
-            raise ValueError(f"population={self.population}: must be an even number >= 2 (antithetic pairs)")
-        if self.generations < 1:
-            raise ValueError(f"generations={self.generations}: must be >= 1")
-        if not self.sigma > 0 or not self.lr > 0:
-            raise ValueError(f"sigma={self.sigma}, lr={self.lr}: both must be > 0")
-        if self.init not in ("dpo", "orpo"):
-            raise ValueError(f"init={self.init!r}: accepted ['dpo', 'orpo']")
+        check_range("population", self.population, lo=2, integer=True, why="an even number: antithetic pairs")
+        if self.population % 2:
+            raise ConfigError(f"population={self.population!r}: must be an even integer >= 2 (antithetic pairs); "
+                              f"use {self.population + 1}")
+        check_range("generations", self.generations, lo=1, integer=True)
+        check_range("sigma", self.sigma, lo=0, lo_open=True)
+        check_range("lr", self.lr, lo=0, lo_open=True)
+        check_range("seed", self.seed, integer=True)
+        check_choice("base", self.base, LOSSES)
+        check_choice("init", self.init, ("dpo", "orpo"))
 
 
 def initial_theta(init: str) -> np.ndarray:

@@ -8,8 +8,13 @@ A generation:
 2. the caller evaluates the *new* valid keys in one batched job (cached keys are not retrained);
 3. ``tell(state, candidates, results)``: assign fitness, update the cache, select the next population.
 
-All randomness goes through Python's ``random`` (DEAP's source of randomness), whose state is saved in
-:class:`SearchState` and restored around every step, so a resumed run continues the same sequence.
+All randomness comes from the search's own ``random.Random``, whose state is saved in :class:`SearchState`
+(so a resumed run continues the same sequence). DEAP's operators draw from the module-level functions of
+``random``; :func:`drawing_from` points those at the search's generator for the duration of ``ask``, so
+the global generator is never read or advanced: a user's ``random.getstate()`` is the same before and after.
+
+Validity checks of ``mirror`` and ``imitation`` run on the u range the training data has (``u_ranges``,
+fixed when a run starts and stored in its checkpoint), not only on the checks' default range.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from deap import gp, tools
 
 from symloss.expr import (
     CHECKS,
+    CheckResult,
     canonical_key,
     complexity,
     make_pset,
@@ -40,6 +46,7 @@ from symloss.expr import (
 from symloss.objectives import MirrorLoss, get_loss
 from symloss.search._config import SearchConfig
 from symloss.search._individual import Individual
+from symloss.search._rng import drawing_from
 
 WORST = -1e30
 """Fitness of a failed or invalid candidate (finite, so NSGA-II's crowding arithmetic stays defined)."""
@@ -89,6 +96,8 @@ class Operators:
     mutations: Mapping[str, tuple[Callable[[gp.PrimitiveTree], tuple], ...]]
     """Slot -> mutation operators taking only the tree (the slot's primitive set is bound), so DEAP's
     staticLimit, which may hand back any deep-copied positional argument, can only return a tree."""
+    checks: Mapping[str, Callable[[sp.Expr], CheckResult]]
+    """Slot -> validity check with its options bound (progress t, the data's u range)."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +107,17 @@ class SearchState:
     generation: int
     population: tuple[Individual, ...]
     rng_state: Any
+    """``random.Random.getstate()`` of the search's own generator."""
     cache: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     history: tuple[dict[str, Any], ...] = ()
+    u_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """Slot -> (low, high): the u range of the training data on which ``mirror`` / ``imitation`` must be
+    valid (see ``build_operators``); empty: the checks' default range only."""
+
+
+def initial_state(seed: int, u_ranges: Mapping[str, tuple[float, float]] | None = None) -> SearchState:
+    """The state before generation 0: no population, the generator seeded with ``seed``."""
+    return SearchState(-1, (), random.Random(seed).getstate(), u_ranges=dict(u_ranges or {}))
 
 
 def _limit(fn: Callable, config: SearchConfig) -> Callable:
@@ -109,7 +127,8 @@ def _limit(fn: Callable, config: SearchConfig) -> Callable:
 
 
 def mutate_constants(tree: gp.PrimitiveTree, pset: gp.PrimitiveSet, sigma: float) -> tuple[gp.PrimitiveTree]:
-    """Constant tuning: perturb every constant c by N(0, (sigma |c| + 0.01)^2), rounded to 3 decimals."""
+    """Constant tuning: perturb every constant c by N(0, (sigma |c| + 0.01)^2), rounded to 3 decimals
+    (drawn through the module-level ``random``, as DEAP's operators are: call within ``drawing_from``)."""
     for i, node in enumerate(tree):
         if isinstance(node, gp.Terminal) and not isinstance(node.value, str) and hasattr(type(node), "func"):
             new = type(node).__new__(type(node))
@@ -124,8 +143,15 @@ def base_loss(config: SearchConfig) -> MirrorLoss:
     return base if config.beta is None else base.replace(beta=config.beta)
 
 
-def build_operators(config: SearchConfig) -> Operators:
-    """Primitive sets per slot and the variation operators, all limits and probabilities in one place."""
+U_RANGE_SLOTS = ("mirror", "imitation")
+"""Slots whose argument is a log-probability u: their checks take the data's ``u_range``."""
+
+
+def build_operators(config: SearchConfig, *,
+                    u_ranges: Mapping[str, tuple[float, float]] | None = None) -> Operators:
+    """Primitive sets per slot, the variation operators and the validity checks, all limits and
+    probabilities in one place. ``u_ranges``: slot -> the data's u range (``SearchState.u_ranges``)."""
+    u_ranges = dict(u_ranges or {})
     psets = {slot: make_pset(slot, uses_t=config.temporal, primitives=config.primitives,
                              constant_range=config.constant_range) for slot in config.slots}
     base = base_loss(config)
@@ -146,7 +172,10 @@ def build_operators(config: SearchConfig) -> Operators:
         return tuple(_limit(op, config) for op in operators)
 
     mutations = {slot: slot_mutations(pset) for slot, pset in psets.items()}
-    return Operators(config, psets, base, generate, _limit(gp.cxOnePoint, config), mutations)
+    checks = {slot: functools.partial(CHECKS[slot], uses_t=config.temporal,
+                                      **({"u_range": u_ranges.get(slot)} if slot in U_RANGE_SLOTS else {}))
+              for slot in config.slots}
+    return Operators(config, psets, base, generate, _limit(gp.cxOnePoint, config), mutations, checks)
 
 
 def make_candidate(individual: Individual, ops: Operators) -> Candidate:
@@ -161,7 +190,7 @@ def make_candidate(individual: Individual, ops: Operators) -> Candidate:
     except (RecursionError, ValueError, TypeError) as exc:
         return Candidate(individual, {}, f"invalid:{id(individual)}", individual.size, None, f"conversion: {exc}")
     for slot, expr in exprs.items():
-        result = CHECKS[slot](expr, uses_t=ops.config.temporal)
+        result = ops.checks[slot](expr)
         if not result:
             return Candidate(individual, exprs, key, size, None, f"{slot}: {result.reason}")
     try:
@@ -225,32 +254,35 @@ def _selection_score(ind: Individual, parsimony: float) -> float:
     return score - parsimony * size if score > WORST else WORST
 
 
-def select(population: Sequence[Individual], k: int, config: SearchConfig) -> list[Individual]:
+def select(population: Sequence[Individual], k: int, config: SearchConfig,
+           rng: random.Random) -> list[Individual]:
     """Parents: tournament on fitness - parsimony * complexity, or NSGA-II's crowded tournament on
-    (fitness, complexity) when the population size is a multiple of 4 (DEAP's requirement)."""
+    (fitness, complexity) when the population size is a multiple of 4 (DEAP's requirement; call it
+    within ``drawing_from(rng)``)."""
     if config.selection == "nsga2" and len(population) % 4 == 0 and k <= len(population):
         ranked = tools.selNSGA2(list(population), len(population))  # assigns crowding distances
         return tools.selTournamentDCD(ranked, k)
     chosen = []
     for _ in range(k):
-        contestants = [random.choice(population) for _ in range(config.tournament_size)]
+        contestants = [rng.choice(population) for _ in range(config.tournament_size)]
         chosen.append(max(contestants, key=lambda ind: _selection_score(ind, config.parsimony)))
     return chosen
 
 
-def vary(parents: Sequence[Individual], ops: Operators) -> list[Individual]:
-    """Crossover (per slot, with ``crossover_prob``) and mutation (``mutation_prob``) of copies."""
+def vary(parents: Sequence[Individual], ops: Operators, rng: random.Random) -> list[Individual]:
+    """Crossover (per slot, with ``crossover_prob``) and mutation (``mutation_prob``) of copies (DEAP's
+    operators: call within ``drawing_from(rng)``)."""
     config = ops.config
     offspring = [p.copy() for p in parents]
     for i in range(1, len(offspring), 2):
-        if random.random() < config.crossover_prob:
+        if rng.random() < config.crossover_prob:
             for slot in config.slots:
                 a, b = ops.mate(offspring[i - 1].trees[slot], offspring[i].trees[slot])
                 offspring[i - 1].trees[slot], offspring[i].trees[slot] = a, b
     for child in offspring:
-        if random.random() < config.mutation_prob:
-            slot = random.choice(config.slots)
-            (child.trees[slot],) = random.choice(ops.mutations[slot])(child.trees[slot])
+        if rng.random() < config.mutation_prob:
+            slot = rng.choice(config.slots)
+            (child.trees[slot],) = rng.choice(ops.mutations[slot])(child.trees[slot])
     return offspring
 
 
@@ -258,7 +290,8 @@ NOVELTY_ATTEMPTS = 3
 """Extra mutations tried on a child that is invalid or already known, to spend training on new losses."""
 
 
-def _novel(candidates: list[Candidate], known: Mapping[str, Any], ops: Operators) -> list[Candidate]:
+def _novel(candidates: list[Candidate], known: Mapping[str, Any], ops: Operators,
+           rng: random.Random) -> list[Candidate]:
     """Re-mutate children that are invalid or duplicates (of the cache or of each other), a few times."""
     seen: set[str] = set()
     out = []
@@ -267,8 +300,8 @@ def _novel(candidates: list[Candidate], known: Mapping[str, Any], ops: Operators
             if cand.loss is not None and cand.key not in known and cand.key not in seen:
                 break
             child = cand.individual.copy()
-            slot = random.choice(ops.config.slots)
-            (child.trees[slot],) = random.choice(ops.mutations[slot])(child.trees[slot])
+            slot = rng.choice(ops.config.slots)
+            (child.trees[slot],) = rng.choice(ops.mutations[slot])(child.trees[slot])
             cand = make_candidate(child, ops)
         seen.add(cand.key)
         out.append(cand)
@@ -277,18 +310,26 @@ def _novel(candidates: list[Candidate], known: Mapping[str, Any], ops: Operators
 
 def ask(state: SearchState, ops: Operators) -> tuple[list[Candidate], SearchState]:
     """Offspring of the next generation as candidates (checked and keyed), and the advanced RNG state."""
-    random.setstate(state.rng_state)
-    if not state.population:
-        candidates = initial_candidates(ops)
-    else:
-        n_children = ops.config.population - (0 if ops.config.selection == "nsga2" else ops.config.elite)
-        individuals = vary(select(state.population, n_children, ops.config), ops)
-        candidates = _novel([make_candidate(ind, ops) for ind in individuals], state.cache, ops)
-    return candidates, replace(state, rng_state=random.getstate())
+    rng = random.Random()
+    rng.setstate(state.rng_state)
+    with drawing_from(rng):
+        if not state.population:
+            candidates = initial_candidates(ops)
+        else:
+            n_children = ops.config.population - (0 if ops.config.selection == "nsga2" else ops.config.elite)
+            individuals = vary(select(state.population, n_children, ops.config, rng), ops, rng)
+            candidates = _novel([make_candidate(ind, ops) for ind in individuals], state.cache, ops, rng)
+    return candidates, replace(state, rng_state=rng.getstate())
+
+
+MAX_REASON = 500
+"""Longest failure reason stored in the cache (a fitness may raise with a very long message)."""
 
 
 def _record(candidate: Candidate, result: FitnessResult, generation: int) -> dict[str, Any]:
-    return {"mean": result.mean, "std": result.std, "reason": result.reason or candidate.reason,
+    reason = result.reason or candidate.reason
+    reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
+    return {"mean": result.mean, "std": result.std, "reason": reason,
             "complexity": candidate.complexity, "generation": generation,
             "formulas": {slot: to_formula(e) for slot, e in candidate.exprs.items()},
             "latex": {slot: to_latex(e) for slot, e in candidate.exprs.items()}}

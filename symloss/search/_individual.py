@@ -7,6 +7,7 @@ plain numbers.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -53,6 +54,12 @@ class Individual:
         return max(tree.height for tree in self.trees.values())
 
 
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message never repeats a huge input."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def tree_from_string(text: str, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
     """Parse DEAP's prefix notation against ``pset`` without evaluating anything.
 
@@ -62,7 +69,7 @@ def tree_from_string(text: str, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
     while pos < len(text.rstrip()):
         match = _TOKEN.match(text, pos)
         if match is None:
-            raise ValueError(f"tree {text!r}: unexpected character at position {pos}")
+            raise ValueError(f"tree {short_repr(text)}: unexpected character {text[pos]!r} at position {pos}")
         tokens.append(match.group(1))
         pos = match.end()
     nodes = []
@@ -72,13 +79,14 @@ def tree_from_string(text: str, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
         if token in pset.mapping:
             node = pset.mapping[token]
             if isinstance(node, type):  # an ephemeral class named by its constant name: not valid here
-                raise ValueError(f"tree {text!r}: {token!r} is not a value")
+                raise ValueError(f"tree {short_repr(text)}: {token!r} is not a value")
             nodes.append(node)
+        elif token[0].isalpha() or token[0] == "_":  # a name (also 'nan', 'inf'), never a number
+            raise ValueError(f"tree {short_repr(text)}: unknown name {token!r} for primitive set {pset.name!r}")
         else:
-            try:
-                value = float(token)
-            except ValueError:
-                raise ValueError(f"tree {text!r}: unknown name {token!r} for primitive set {pset.name!r}") from None
+            value = float(token)
+            if not math.isfinite(value):
+                raise ValueError(f"tree {short_repr(text)}: constant {token!r} is not finite")
             nodes.append(_constant(pset, value))
     tree = gp.PrimitiveTree(nodes)
     _check_arity(tree, text)
@@ -92,7 +100,7 @@ def _check_arity(tree: gp.PrimitiveTree, text: str) -> None:
         if needed < 0:
             break
     if needed != 0 or not len(tree):
-        raise ValueError(f"tree {text!r}: malformed (arity mismatch)")
+        raise ValueError(f"tree {short_repr(text)}: malformed (arity mismatch)")
 
 
 def individual_from_strings(strings: Mapping[str, str], psets: Mapping[str, gp.PrimitiveSet]) -> Individual:

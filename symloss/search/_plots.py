@@ -1,4 +1,8 @@
-"""Plots of a search: best fitness per generation, the Pareto front, the best mirror map beside DPO's."""
+"""Plots of a search: best fitness per generation, the Pareto front, the best mirror map beside DPO's.
+
+Drawn on a bare :class:`matplotlib.figure.Figure` with the Agg canvas: pyplot is never imported and the
+user's backend never changed.
+"""
 
 from __future__ import annotations
 
@@ -12,32 +16,34 @@ import torch
 from symloss.objectives import MirrorLoss
 
 
-def _pyplot():
-    import matplotlib
+def _figure():
+    """A 5 x 3.2 inch Figure with one Axes on an Agg canvas (no pyplot, no global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(5, 3.2))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
 
-    return plt
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def plot_fitness(history: Sequence[dict[str, Any]], path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _figure()
     gens = [h["generation"] for h in history]
     ax.plot(gens, [h["best"] for h in history], marker="o", label="best")
     ax.plot(gens, [h["mean"] for h in history], marker=".", label="population mean")
     ax.set_xlabel("generation")
     ax.set_ylabel("fitness")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_pareto(pareto: pd.DataFrame, everything: pd.DataFrame, path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _figure()
     if not everything.empty:
         ax.scatter(everything["complexity"], everything["fitness_mean"], s=10, alpha=0.4, label="evaluated")
     if not pareto.empty:
@@ -46,18 +52,15 @@ def plot_pareto(pareto: pd.DataFrame, everything: pd.DataFrame, path: Path) -> N
     ax.set_xlabel("complexity (nodes)")
     ax.set_ylabel("fitness")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_mirror(loss: MirrorLoss, path: Path) -> None:
     """The best mirror map, normalised (m(-1) = 0, m'(-1) = 1), beside DPO's m(u) = u on u in [-10, 0)."""
     from symloss.search._fitness import mirror_grid, normalised_mirror
 
-    plt = _pyplot()
     grid = mirror_grid(-10.0, -0.01, 300)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _figure()
     ax.plot(grid, grid + 1.0, "--", color="gray", label="DPO: m(u) = u")
     for t in ((0.0, 1.0) if loss.uses_progress else (0.0,)):
         values = normalised_mirror(loss.mirror, grid, t=t).detach()
@@ -66,6 +69,4 @@ def plot_mirror(loss: MirrorLoss, path: Path) -> None:
     ax.set_xlabel("u = log pi(y)")
     ax.set_ylabel("normalised m(u)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)

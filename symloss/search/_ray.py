@@ -82,6 +82,32 @@ class RayFitness:
         self.fitness = fitness
         self.tasks = tasks
         self._remote = None
+        self._local = None
+
+    def validate(self) -> None:
+        """Before any work: Ray is installed, and the built-in fitness's env and dataset names exist (the
+        device is checked in the workers, which may have GPUs the driver lacks)."""
+        _ray()
+        if self.fitness is None:
+            self._local_fitness().validate(device=False)
+        elif callable(validate := getattr(self.fitness, "validate", None)):
+            validate()
+
+    def u_ranges(self, aggregation: str) -> dict[str, tuple[float, float]]:
+        """The data's u ranges for the checks: from the built-in fitness's data, prepared here on the CPU
+        (the dataset and reference caches make the workers' own preparation a load); or the user's."""
+        if self.fitness is None:
+            return self._local_fitness().u_ranges(aggregation)
+        method = getattr(self.fitness, "u_ranges", None)
+        return method(aggregation) if callable(method) else {}
+
+    def _local_fitness(self):
+        from symloss.search._train_fitness import TrainerFitness
+
+        if self._local is None:
+            config = SearchConfig.from_dict({**self.config.to_dict(), "device": "cpu"})
+            self._local = TrainerFitness.from_search_config(config, progress=False)
+        return self._local
 
     def _ensure_started(self) -> None:
         ray = _ray()

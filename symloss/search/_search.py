@@ -7,15 +7,21 @@ Read top to bottom, one generation is::
     results = fitness([loss of each pending key])         # ONE batched job
     state, metrics = tell(state, candidates, results)     # fitness, cache, survivors
     checkpoint(state)                                     # kill -9 loses at most this generation
+
+Before anything is written, everything cheap is checked (config, primitives, base loss, env and dataset
+names, the device); then the run directory is locked for the whole fit (one search per directory) and
+probed for writability, so a bad option or a read-only directory fails at once and leaves nothing behind
+that blocks the next try.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
+import math
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,18 +32,23 @@ import sympy as sp
 from symloss.expr import parse_formula, stabilise
 from symloss.objectives import SLOT_SPECS, MirrorLoss
 from symloss.search import _artefacts as art
+from symloss.search import _rundir
+from symloss.search._checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
 from symloss.search._evolve import (
+    U_RANGE_SLOTS,
     FitnessResult,
     Operators,
     SearchState,
     ask,
     base_loss,
     build_operators,
+    initial_state,
     tell,
 )
 from symloss.search._fitness import FitnessFn, safe_call
 from symloss.search._plots import plot_fitness, plot_mirror, plot_pareto
+from symloss.search._rundir import RunDirError
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +81,24 @@ class LossSearch:
     @classmethod
     def resume(cls, run_dir: str | Path, *, fitness: FitnessFn | None = None, progress: bool = True,
                **changes: Any) -> LossSearch:
-        """A search continuing the run in ``run_dir``; only fields in RESUMABLE_CHANGES may change."""
+        """A search continuing the run in ``run_dir``; only fields in RESUMABLE_CHANGES may change.
+
+        Raises :class:`RunDirError` if ``run_dir`` holds no valid config.json; its ``fit`` raises
+        :class:`RunDirLocked` while another search uses the directory, :class:`RunDirError` if it cannot
+        write there, and :class:`CheckpointError` for a checkpoint.json this version did not write, each
+        before any training.
+        """
         run_dir = Path(run_dir)
-        try:
-            stored = json.loads((run_dir / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"run_dir={str(run_dir)!r}: not a symloss run directory ({exc})") from exc
+        stored = art.read_config(run_dir)
         bad = sorted(set(changes) - RESUMABLE_CHANGES)
         if bad:
             raise ValueError(f"resume: cannot change {bad}; only {sorted(RESUMABLE_CHANGES)} may change")
-        config = SearchConfig.from_dict({**stored, **changes, "run_dir": str(run_dir)})
+        try:
+            config = SearchConfig.from_dict({**stored, **changes, "run_dir": str(run_dir)})
+        except (TypeError, ValueError) as exc:
+            why = str(exc) if len(str(exc)) <= 300 else str(exc)[:297] + "..."
+            raise RunDirError(f"{run_dir / 'config.json'}: not a valid SearchConfig ({why}); fix the file, or "
+                              "start a new run in another directory") from None
         search = cls(config, fitness=fitness, progress=progress)
         search._resume = True
         return search
@@ -89,27 +108,33 @@ class LossSearch:
     def fit(self) -> LossSearch:
         """Run the search (or continue it, after :meth:`resume`) and set the fitted attributes."""
         config = self.config
-        ops = build_operators(config)
-        run_dir = self._prepare_run_dir(ops)
-        state = self._initial_state(ops, run_dir)
+        ops = build_operators(config)  # primitives, base loss: checked before anything is written
         fitness = self._fitness_fn()
-        prepare = getattr(fitness, "prepare", None)
-        if callable(prepare) and state.generation < config.generations:
-            prepare()  # dataset, reference: before the live display, with their own progress output
-        try:
-            with self._display() as display:
-                task = display.add_task("search", total=config.generations + 1,
-                                        completed=state.generation + 1) if display else None
-                while state.generation < config.generations:
-                    state = self._generation(state, ops, fitness, run_dir)
-                    if display:
-                        last = state.history[-1]
-                        display.update(task, advance=1, description=f"gen {last['generation']} "
-                                       f"best {last['best']:.4g} new {last['new']}")
-        finally:
-            self._set_fitted(state)
-            if run_dir is not None and state.generation >= 0:
-                self._write_artefacts(run_dir)
+        validate = getattr(fitness, "validate", None)
+        if callable(validate):
+            validate()  # env and dataset names, the device
+        with self._run_dir() as run_dir:
+            state = self._initial_state(ops, run_dir)
+            prepare = getattr(fitness, "prepare", None)
+            if callable(prepare) and state.generation < config.generations:
+                prepare()  # dataset, reference: before the live display, with their own progress output
+            if state.generation < 0:
+                state = replace(state, u_ranges=_data_u_ranges(fitness, ops.base.aggregation))
+            ops = build_operators(config, u_ranges=state.u_ranges)
+            try:
+                with self._display() as display:
+                    task = display.add_task("search", total=config.generations + 1,
+                                            completed=state.generation + 1) if display else None
+                    while state.generation < config.generations:
+                        state = self._generation(state, ops, fitness, run_dir)
+                        if display:
+                            last = state.history[-1]
+                            display.update(task, advance=1, description=f"gen {last['generation']} "
+                                           f"best {last['best']:.4g} new {last['new']}")
+            finally:
+                self._set_fitted(state)
+                if run_dir is not None and state.generation >= 0:
+                    self._write_artefacts(run_dir)
         return self
 
     def _generation(self, state: SearchState, ops: Operators, fitness: FitnessFn,
@@ -127,33 +152,36 @@ class LossSearch:
         state = replace(state, history=(*state.history[:-1], metrics))
         logger.info("generation %d: %s", metrics["generation"], metrics)
         if run_dir is not None:
-            art.save_checkpoint(run_dir, state)
+            save_checkpoint(run_dir, state)
             with open(run_dir / "log.jsonl", "a") as log:
                 log.write(json.dumps(metrics) + "\n")
         return state
 
     def _initial_state(self, ops: Operators, run_dir: Path | None) -> SearchState:
         if self._resume and run_dir is not None and (run_dir / "checkpoint.json").exists():
-            return art.load_checkpoint(run_dir, ops.psets)
-        return SearchState(-1, (), random.Random(self.config.seed).getstate())
+            return load_checkpoint(run_dir, ops.psets)
+        return initial_state(self.config.seed)
 
-    def _prepare_run_dir(self, ops: Operators) -> Path | None:
+    @contextmanager
+    def _run_dir(self) -> Iterator[Path | None]:
+        """The run directory, locked for the block, writable, holding this run's config.json; or None."""
         if self.config.run_dir is None:
             if self._resume:
                 raise ValueError("resume: run_dir is None")
-            return None
+            yield None
+            return
         run_dir = Path(self.config.run_dir)
-        if self._resume:
-            art.check_resume_config(run_dir, self.config)
-            return run_dir
-        if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
-            raise ValueError(
-                f"run_dir={str(run_dir)!r} already holds a run; continue it with resume "
-                "(`symloss search --resume DIR`) or choose another directory. Nothing was overwritten."
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        art.write_json_atomic(run_dir / "config.json", self.config.to_dict())
-        return run_dir
+        if not self._resume:
+            _rundir.make_dir(run_dir)
+        with _rundir.locked(run_dir):
+            if self._resume:
+                art.check_resume_config(run_dir, self.config)
+            else:
+                _rundir.claim_new(run_dir)
+            _rundir.check_writable(run_dir)
+            if not self._resume:
+                write_json_atomic(run_dir / "config.json", self.config.to_dict())
+            yield run_dir
 
     def _display(self):
         if not self.progress:
@@ -217,11 +245,29 @@ class LossSearch:
         best = {**self.best_.to_dict(), "latex": self.best_.latex(), "fitness_mean": float(row["fitness_mean"]),
                 "fitness_std": float(row["fitness_std"]), "complexity": int(row["complexity"]),
                 "key": row["key"], "search": self.config.to_dict()}
-        art.write_json_atomic(run_dir / "best.json", best)
+        write_json_atomic(run_dir / "best.json", best)
         (run_dir / "best.tex").write_text(self.best_.latex() + "\n")
         (run_dir / "best.py").write_text(self.best_.to_python())
         if "mirror" in self.config.slots:
             plot_mirror(self.best_, run_dir / "mirror.png")
+
+
+def _data_u_ranges(fitness: FitnessFn, aggregation: str) -> dict[str, tuple[float, float]]:
+    """The fitness's ``u_ranges(aggregation)`` (the data's u range per slot), checked; {} if it has none."""
+    method = getattr(fitness, "u_ranges", None)
+    if not callable(method):
+        return {}
+    ranges = method(aggregation)
+    if not isinstance(ranges, Mapping):
+        raise TypeError(f"fitness.u_ranges returned {type(ranges).__name__}; expected {{slot: (low, high)}}")
+    out = {}
+    for slot, pair in ranges.items():
+        low, high = (float(v) for v in pair)
+        if slot not in U_RANGE_SLOTS or not (math.isfinite(low) and low < high <= 0):
+            raise ValueError(f"fitness.u_ranges: {slot}={pair!r}; expected a slot of {list(U_RANGE_SLOTS)} "
+                             "with finite low < high <= 0")
+        out[slot] = (low, high)
+    return out
 
 
 __all__ = ["LossSearch", "FitnessResult"]
