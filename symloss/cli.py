@@ -33,11 +33,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _verbose_option() -> argparse.ArgumentParser:
+    """``-v`` accepted after the subcommand too (``symloss eval dpo -v``); set only when given."""
+    parent = _Parser(add_help=False)
+    parent.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log progress details; tracebacks on errors")
+    return parent
+
+
 def _search_parser(subparsers: argparse._SubParsersAction) -> None:
     from symloss.search import SearchConfig
 
     p = subparsers.add_parser("search", help="evolve MPO losses on a preference benchmark (the main job)",
-                              description="Search closed-form MPO losses with genetic programming.")
+                              description="Search closed-form MPO losses with genetic programming.",
+                              parents=[_verbose_option()])
     add_config_options(p, SearchConfig, skip=("run_dir", "ray_address"))
     p.add_argument("--run-dir", default=None,
                    help="new (or empty) run directory (default: runs/search-<date>-<time>)")
@@ -120,22 +129,24 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _eval_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("eval", help="train and score losses (zoo names or artefact files) on a benchmark")
+    p = subparsers.add_parser("eval", help="train and score losses (zoo names or artefact files) on a benchmark",
+                              parents=[_verbose_option()])
     p.add_argument("losses", nargs="+", help="zoo names (dpo, orpo, ...) or artefact paths (best.json, run dirs)")
-    p.add_argument("--env", default="hopper")
-    p.add_argument("--dataset", default="noisy")
+    p.add_argument("--env", default="hopper", help="benchmark environment: hopper or tla (default: hopper)")
+    p.add_argument("--dataset", default="noisy", help="dataset variant: clean, bt, noisy, mixed, ... (default: noisy)")
     p.add_argument("--n-pairs", type=int, default=None,
                    help="preference pairs in the dataset (default: the paper's size, Hopper 5120, TLA 1280)")
     p.add_argument("--seeds", type=_seed_list, default=[100, 101, 102], help="training seeds, comma-separated")
     p.add_argument("--budget", default="final", choices=("search", "final"), help="training budget")
-    p.add_argument("--fitness", default="return", choices=("return", "offline"))
+    p.add_argument("--fitness", default="return", choices=("return", "offline"),
+                   help="return: simulator episodes; offline: held-out preference accuracy (default: return)")
     p.add_argument("--steps", type=int, default=None, help="override the budget's training steps (>= 1)")
     p.add_argument("--episodes", type=int, default=None, help="override the budget's evaluation episodes (>= 1)")
     p.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate (default: 1e-4 for the search budget, 3e-4 for final, as in "
                         "paper_repro/bench_baselines.py)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:<index> (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_eval)
 
 
@@ -174,7 +185,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _export_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export a loss artefact as LaTeX, Python, JSON or a TRL script")
+    p = subparsers.add_parser("export", help="export a loss artefact as LaTeX, Python, JSON or a TRL script",
+                              parents=[_verbose_option()])
     p.add_argument("artefact", help="a best.json, a run directory, or a zoo name")
     p.add_argument("--format", dest="fmt", default="latex", help="latex | python | json | trl")
     p.add_argument("--out", default=None, help="write to this file instead of standard output")
@@ -197,7 +209,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _zoo_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("zoo", help="print the baseline zoo's losses as formulas")
+    p = subparsers.add_parser("zoo", help="print the baseline zoo's losses as formulas", parents=[_verbose_option()])
     p.set_defaults(func=run_zoo)
 
 
@@ -217,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="MuJoCo preference datasets")
     from symloss.bench import cli as bench_cli
 
-    bench_cli.register(data.add_subparsers(dest="data_command", required=True))
+    bench_cli.register(data.add_subparsers(dest="data_command", required=True), parents=[_verbose_option()])
     _eval_parser(sub)
     _export_parser(sub)
     _zoo_parser(sub)
