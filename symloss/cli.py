@@ -136,8 +136,9 @@ def _eval_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="noisy", help="dataset variant: clean, bt, noisy, mixed, ... (default: noisy)")
     p.add_argument("--n-pairs", type=int, default=None,
                    help="preference pairs in the dataset (default: the paper's size, Hopper 5120, TLA 1280)")
-    p.add_argument("--seeds", type=_seed_list, default=[100, 101, 102], help="training seeds, comma-separated")
-    p.add_argument("--budget", default="final", choices=("search", "final"), help="training budget")
+    p.add_argument("--seeds", type=_seed_list, default=[100, 101, 102], help="training seeds, comma-separated (default: 100,101,102)")
+    p.add_argument("--budget", default="final", choices=("search", "final"),
+                   help="named training budget of symloss.train.BUDGETS (default: final)")
     p.add_argument("--fitness", default="return", choices=("return", "offline"),
                    help="return: simulator episodes; offline: held-out preference accuracy (default: return)")
     p.add_argument("--steps", type=int, default=None, help="override the budget's training steps (>= 1)")
@@ -188,7 +189,8 @@ def _export_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export a loss artefact as LaTeX, Python, JSON or a TRL script",
                               parents=[_verbose_option()])
     p.add_argument("artefact", help="a best.json, a run directory, or a zoo name")
-    p.add_argument("--format", dest="fmt", default="latex", help="latex | python | json | trl")
+    p.add_argument("--format", dest="fmt", default="latex", metavar="{latex,python,json,trl}",
+                   help="what to write (default: latex)")
     p.add_argument("--out", default=None, help="write to this file instead of standard output")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--model", default=None, help="(trl) default Hugging Face model id of the script")

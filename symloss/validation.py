@@ -23,9 +23,10 @@ class ConfigError(ValueError):
 
 
 def did_you_mean(value: Any, choices: Iterable[str], *, cutoff: float = 0.6) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``value``, or ``""`` when none is close."""
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=cutoff)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``value`` (ignoring case), or ``""``."""
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    close = difflib.get_close_matches(str(value).lower(), list(by_lower), n=1, cutoff=cutoff)
+    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 def _fail(name: str, value: Any, accepted: str, fix: str) -> ConfigError:
