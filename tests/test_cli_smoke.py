@@ -59,7 +59,7 @@ def session(tmp_path_factory):
     """The session's ``$SYMLOSS_CACHE`` (the tiny dataset, built by the CLI, and a cheap SFT reference),
     and the output of ``symloss zoo``, run beside the build."""
     from symloss import bench
-    from symloss.search._train_fitness import cached_reference
+    from symloss.search import _train_fitness
 
     root = tmp_path_factory.mktemp("symloss-cache")
     build, zoo = side_by_side(("data", "build", "hopper", "noisy", "--n-pairs", N_PAIRS, "--seed", "0",
@@ -68,9 +68,14 @@ def session(tmp_path_factory):
     ds = bench.build_dataset("hopper", "noisy", n_pairs=int(N_PAIRS), cache_dir=root, progress=False)  # cached
     spec = bench.spec_for_dataset(ds)
     fit = bench.fit_reference
+
+    def cheap(spec, ds, **kw):
+        return fit(spec, ds, **{**kw, "steps": 5})
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench, "fit_reference", lambda spec, ds, **kw: fit(spec, ds, **{**kw, "steps": 5}))
-        cached_reference(ds, spec, cache_dir=root)
+        patch.setattr(bench, "fit_reference", cheap)
+        patch.setattr(_train_fitness, "fit_reference", cheap, raising=False)  # if imported by name there
+        _train_fitness.cached_reference(ds, spec, cache_dir=root)
     return root, zoo
 
 
