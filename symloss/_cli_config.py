@@ -6,26 +6,50 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import re
 import textwrap
 import typing
 from typing import Any
 
+_RST_ROLE = re.compile(r":[a-z]+:`~?([^`]*)`")
+_RST_LITERAL = re.compile(r"``([^`]*)``")
+
+
+def plain_text(doc: str) -> str:
+    """An RST docstring as plain one-line text: ``x`` -> x, :class:`~a.B` -> a.B, whitespace collapsed."""
+    return " ".join(_RST_LITERAL.sub(r"\1", _RST_ROLE.sub(r"\1", doc)).split())
+
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings of a dataclass: the string literal right after each annotated field."""
+    """Attribute docstrings of a dataclass (the string literal right after each annotated field), as plain text."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and \
                 isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
+            docs[node.target.id] = plain_text(nxt.value.value)
     return docs
 
 
-def _parse_tuple(kind: type) -> Any:
+def _tuple_parser(flag: str, hint: Any, example: tuple) -> Any:
+    """argparse ``type=`` for a tuple field: comma-separated parts, their count checked for fixed-size tuples."""
+    args = typing.get_args(hint)
+    variable = len(args) == 2 and args[1] is Ellipsis
+    kind = args[0] if args and isinstance(args[0], type) else (type(example[0]) if example else str)
+    count = None if variable or not args else len(args)
+    sample = ",".join(str(v) for v in example)
+
     def parse(text: str) -> tuple:
-        return tuple(kind(part) for part in text.split(",") if part.strip())
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if count is not None and len(parts) != count:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected {count} comma-separated values, got {len(parts)}; e.g. {flag}={sample}")
+        try:
+            return tuple(kind(part) for part in parts)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected comma-separated {kind.__name__} values; e.g. {flag}={sample}") from None
     return parse
 
 
@@ -38,15 +62,24 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
             continue
         flag = "--" + field.name.replace("_", "-")
         default = field.default
-        help_text = f"{docs.get(field.name, '')} (default: {default!r})".replace("%", "%%")
         hint = hints[field.name]
+        help_text = docs.get(field.name, "")
+        if isinstance(default, tuple):
+            fixed = Ellipsis not in typing.get_args(hint)
+            if fixed and default and isinstance(default[0], int | float) and min(default) < 0:
+                help_text += f" Write {flag}=A,B when A is negative."
+            help_text += f" (default: {','.join(map(str, default))})"
+        else:
+            help_text += f" (default: {default})"
+        help_text = help_text.replace("%", "%%")
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif isinstance(default, tuple):
-            kind = type(default[0]) if default else str
-            parser.add_argument(flag, type=_parse_tuple(kind), default=None, metavar="A,B,...", help=help_text)
-        elif typing.get_origin(hint) is typing.Literal:
-            parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
+            parser.add_argument(flag, type=_tuple_parser(flag, hint, default), default=None,
+                                metavar="A,B" if fixed else "A,B,...", help=help_text)
+        elif typing.get_origin(hint) is typing.Literal:  # checked by the config, which suggests a close name
+            choices = "{" + ",".join(map(str, typing.get_args(hint))) + "}"
+            parser.add_argument(flag, default=None, metavar=choices, help=help_text)
         else:
             kind = type(default) if default is not None else _optional_kind(hint)
             parser.add_argument(flag, type=kind, default=None, help=help_text)

@@ -2,6 +2,9 @@
 
 ``symloss search`` with no arguments is the main job: a small search on Hopper ``noisy`` that finishes
 in minutes on a laptop-class CPU, with a live progress display and the hall of fame printed at the end.
+
+Every mistake in the input ends the command with one line ``symloss <command>: error: <what and the fix>``
+and exit code 2; ``-v`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -10,35 +13,80 @@ import argparse
 import logging
 import sys
 import time
+import traceback
+from pathlib import Path
+from typing import NoReturn
 
 from symloss._cli_config import add_config_options, config_kwargs
 
 log = logging.getLogger("symloss")
+
+USER_ERRORS = (ValueError, OSError, ImportError)
+"""What bad input raises: ValueError covers ConfigError, FormulaError, ArtefactError and the search's run
+directory errors; OSError a missing, unreadable or read-only file; ImportError a missing optional extra."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (the full usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _verbose_option() -> argparse.ArgumentParser:
+    """``-v`` accepted after the subcommand too (``symloss eval dpo -v``); set only when given."""
+    parent = _Parser(add_help=False)
+    parent.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log progress details; tracebacks on errors")
+    return parent
 
 
 def _search_parser(subparsers: argparse._SubParsersAction) -> None:
     from symloss.search import SearchConfig
 
     p = subparsers.add_parser("search", help="evolve MPO losses on a preference benchmark (the main job)",
-                              description="Search closed-form MPO losses with genetic programming.")
+                              description="Search closed-form MPO losses with genetic programming.",
+                              parents=[_verbose_option()])
     add_config_options(p, SearchConfig, skip=("run_dir", "ray_address"))
-    p.add_argument("--run-dir", default=None, help="run directory (default: runs/search-<date>-<time>)")
-    p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")
+    p.add_argument("--run-dir", default=None,
+                   help="new (or empty) run directory (default: runs/search-<date>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR (only --generations, --device, --executor, --address "
+                        "may change)")
     p.add_argument("--address", dest="ray_address", default=None, help="Ray cluster address (with --executor ray)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     p.set_defaults(func=run_search)
+
+
+def _new_run_dir(path: str) -> str:
+    """``path`` if a new run may be written there: it does not exist or is an empty directory."""
+    where = Path(path)
+    if where.is_file():
+        raise FileExistsError(f"--run-dir {path}: is a file; give a new directory")
+    if where.is_dir() and any(where.iterdir()):
+        if (where / "config.json").exists():
+            raise FileExistsError(f"--run-dir {path}: already holds a run; continue it with "
+                                  f"`symloss search --resume {path}` or give a new directory")
+        raise FileExistsError(f"--run-dir {path}: the directory is not empty (nothing was written); give a "
+                              "new or empty directory")
+    return path
 
 
 def run_search(args: argparse.Namespace) -> int:
     from symloss.search import LossSearch, SearchConfig
 
     kwargs = config_kwargs(args, SearchConfig)
+    kwargs.pop("run_dir", None)
     progress = not args.no_progress
     if args.resume:
+        if args.run_dir is not None:
+            raise ValueError(f"--resume {args.resume} --run-dir {args.run_dir}: give --resume RUN_DIR to "
+                             "continue a run or --run-dir for a new one, not both")
         search = LossSearch.resume(args.resume, progress=progress, **kwargs)
     else:
-        run_dir = args.run_dir or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}"
-        search = LossSearch(SearchConfig(**kwargs, run_dir=run_dir), progress=progress)
+        config = SearchConfig(**kwargs, run_dir=args.run_dir or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}")
+        _new_run_dir(config.run_dir)
+        search = LossSearch(config, progress=progress)
     run_dir = search.config.run_dir
     print(f"symloss search: {search.config.env}/{search.config.dataset}, population {search.config.population}, "
           f"{search.config.generations} generations, run directory {run_dir}")
@@ -69,46 +117,66 @@ def _print_hall_of_fame(search) -> None:
         console.print("best loss (LaTeX):\n" + search.best_.latex(), markup=False)
 
 
+def _seed_list(text: str) -> list[int]:
+    """argparse ``type=`` of ``--seeds``: distinct non-negative integers, comma-separated."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 100,101,102") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct integers >= 0, e.g. 100,101,102")
+    return seeds
+
+
 def _eval_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("eval", help="train and score losses (zoo names or artefact files) on a benchmark")
+    p = subparsers.add_parser("eval", help="train and score losses (zoo names or artefact files) on a benchmark",
+                              parents=[_verbose_option()])
     p.add_argument("losses", nargs="+", help="zoo names (dpo, orpo, ...) or artefact paths (best.json, run dirs)")
-    p.add_argument("--env", default="hopper")
-    p.add_argument("--dataset", default="noisy")
-    p.add_argument("--seeds", default="100,101,102", help="training seeds, comma-separated")
-    p.add_argument("--budget", default="final", choices=("search", "final"), help="training budget")
-    p.add_argument("--fitness", default="return", choices=("return", "offline"))
-    p.add_argument("--steps", type=int, default=None, help="override the budget's training steps")
-    p.add_argument("--episodes", type=int, default=None, help="override the budget's evaluation episodes")
+    p.add_argument("--env", default="hopper", help="benchmark environment: hopper or tla (default: hopper)")
+    p.add_argument("--dataset", default="noisy", help="dataset variant: clean, bt, noisy, mixed, ... (default: noisy)")
+    p.add_argument("--n-pairs", type=int, default=None,
+                   help="preference pairs in the dataset (default: the paper's size, Hopper 5120, TLA 1280)")
+    p.add_argument("--seeds", type=_seed_list, default=[100, 101, 102], help="training seeds, comma-separated (default: 100,101,102)")
+    p.add_argument("--budget", default="final", choices=("search", "final"),
+                   help="named training budget of symloss.train.BUDGETS (default: final)")
+    p.add_argument("--fitness", default="return", choices=("return", "offline"),
+                   help="return: simulator episodes; offline: held-out preference accuracy (default: return)")
+    p.add_argument("--steps", type=int, default=None, help="override the budget's training steps (>= 1)")
+    p.add_argument("--episodes", type=int, default=None, help="override the budget's evaluation episodes (>= 1)")
     p.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate (default: 1e-4 for the search budget, 3e-4 for final, as in "
                         "paper_repro/bench_baselines.py)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:<index> (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_eval)
 
 
 def _load_any(name: str):
     """A zoo name, a JSON artefact or a run directory (its best.json) as a MirrorLoss; never evaluates code."""
-    from symloss.integrations._artefact import load_loss
+    from symloss.integrations import load_loss
 
     return load_loss(name)
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from symloss.bench import make_config
     from symloss.search._train_fitness import TrainerFitness
     from symloss.train import BUDGETS, TrainConfig
 
-    losses = [_load_any(name) for name in args.losses]
     budget = BUDGETS[args.budget]
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     lr = args.lr if args.lr is not None else (3e-4 if args.budget == "final" else 1e-4)
-    config = TrainConfig(steps=args.steps or budget.steps, batch_size=budget.batch_size, lr=lr,
-                         episodes=args.episodes or budget.episodes, fitness=args.fitness, device=args.device)
-    fitness = TrainerFitness(env=args.env, dataset=args.dataset, train_config=config, seeds=seeds,
-                             progress=not args.no_progress, train_progress=not args.no_progress)
+    config = TrainConfig(steps=budget.steps if args.steps is None else args.steps, batch_size=budget.batch_size,
+                         lr=lr, episodes=budget.episodes if args.episodes is None else args.episodes,
+                         fitness=args.fitness, device=args.device)
+    overrides = {} if args.n_pairs is None else {"n_pairs": args.n_pairs}
+    make_config(args.env, args.dataset, **overrides)  # a bad name or size fails before any work
+    losses = [_load_any(name) for name in args.losses]
+    fitness = TrainerFitness(env=args.env, dataset=args.dataset, train_config=config, seeds=args.seeds,
+                             progress=not args.no_progress, train_progress=not args.no_progress,
+                             dataset_overrides=overrides)
     start = time.perf_counter()
     results = fitness(losses)
-    print(f"{args.env}/{args.dataset}, budget {args.budget} ({config.steps} steps), seeds {seeds}, "
+    print(f"{args.env}/{args.dataset}, budget {args.budget} ({config.steps} steps), seeds {args.seeds}, "
           f"fitness {args.fitness}, {time.perf_counter() - start:.0f} s")
     print("| loss | fitness mean | std over seeds | status |\n|---|---|---|---|")
     for name, result in zip(args.losses, results, strict=True):
@@ -118,29 +186,32 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _export_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export a loss artefact as LaTeX, Python, JSON or a TRL script")
+    p = subparsers.add_parser("export", help="export a loss artefact as LaTeX, Python, JSON or a TRL script",
+                              parents=[_verbose_option()])
     p.add_argument("artefact", help="a best.json, a run directory, or a zoo name")
-    p.add_argument("--format", dest="fmt", default="latex", help="latex | python | json | trl")
+    p.add_argument("--format", dest="fmt", default="latex", metavar="{latex,python,json,trl}",
+                   help="what to write (default: latex)")
     p.add_argument("--out", default=None, help="write to this file instead of standard output")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--model", default=None, help="(trl) default Hugging Face model id of the script")
     p.add_argument("--dataset", default=None, help="(trl) default Hugging Face dataset id of the script")
     p.set_defaults(func=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from symloss.integrations._export_cli import export_artefact
+    from symloss.integrations import export_artefact
 
     extra = {k: v for k, v in (("model", args.model), ("dataset", args.dataset)) if v is not None}
-    text = export_artefact(_load_any(args.artefact), args.fmt, args.out, **extra)
+    text = export_artefact(args.artefact, args.fmt, args.out, force=args.force, **extra)
     if args.out is None:
-        print(text)
+        print(text, end="")
     else:
         print(f"wrote {args.out}")
     return 0
 
 
 def _zoo_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("zoo", help="print the baseline zoo's losses as formulas")
+    p = subparsers.add_parser("zoo", help="print the baseline zoo's losses as formulas", parents=[_verbose_option()])
     p.set_defaults(func=run_zoo)
 
 
@@ -153,14 +224,14 @@ def run_zoo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="symloss", description="Symbolic discovery of preference losses.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser = _Parser(prog="symloss", description="Symbolic discovery of preference losses.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details; tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _search_parser(sub)
     data = sub.add_parser("data", help="MuJoCo preference datasets")
     from symloss.bench import cli as bench_cli
 
-    bench_cli.register(data.add_subparsers(dest="data_command", required=True))
+    bench_cli.register(data.add_subparsers(dest="data_command", required=True), parents=[_verbose_option()])
     _eval_parser(sub)
     _export_parser(sub)
     _zoo_parser(sub)
@@ -173,9 +244,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
-    except ValueError as exc:  # bad input: a clear message, no traceback
-        print(f"symloss {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:  # bad input: one line with the fix; the traceback only with -v
+        if args.verbose:
+            traceback.print_exception(exc)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{_prog(args)}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{_prog(args)}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _prog(args: argparse.Namespace) -> str:
+    return " ".join(["symloss", args.command, *([args.data_command] if args.command == "data" else [])])
 
 
 if __name__ == "__main__":

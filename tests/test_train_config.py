@@ -16,15 +16,24 @@ from symloss.train import BUDGETS, PopulationTrainer, TrainConfig
     ({"steps": 0}, "steps=0: must be an integer >= 1"),
     ({"batch_size": 2.5}, "batch_size=2.5: must be an integer >= 1"),
     ({"episodes": -1}, "episodes=-1: must be an integer >= 1"),
-    ({"lr": 0}, "lr=0: must be a number > 0"),
-    ({"max_grad_norm": -1.0}, "max_grad_norm=-1.0: must be a number > 0"),
-    ({"betas": (0.9, 1.0)}, "betas=(0.9, 1.0): must be two numbers in [0, 1)"),
-    ({"fitness": "offlin"}, "fitness='offlin': accepted ['return', 'offline'] or a callable"),
-    ({"fitness": "offlin"}, "did you mean 'offline'?"),
-    ({"device": "tpu"}, "device='tpu': accepted 'cpu', 'cuda' or 'cuda:<index>'"),
-    ({"dtype": "float16"}, "dtype='float16': accepted ['float32', 'float64']"),
+    ({"lr": 0}, "lr=0: must be a finite number > 0"),
+    ({"lr": float("inf")}, "lr=inf: must be a finite number > 0"),
+    ({"lr": float("nan")}, "lr=nan: must be a finite number > 0"),
+    ({"eps": -1e-8}, "eps=-1e-08: must be a finite number > 0"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm=-1.0: must be a finite number > 0; or None"),
+    ({"max_grad_norm": float("inf")}, "max_grad_norm=inf: must be a finite number > 0"),
+    ({"memory_budget_mb": 0}, "memory_budget_mb=0: must be a finite number > 0; or None"),
+    ({"betas": (0.9, 1.0)}, "betas[1]=1.0: must be a finite number in [0, 1)"),
+    ({"betas": (0.9,)}, "betas=(0.9,): must be 2 finite numbers (Adam's beta1, beta2); e.g. (0.9, 0.999)"),
+    ({"fitness": "offlin"}, "fitness='offlin': must be one of ['return', 'offline'] or a callable (spec, params, "
+                            "context) -> Tensor[N]; did you mean 'offline'?"),
+    ({"device": "tpu"}, "device='tpu': must be 'cpu', 'cuda' or 'cuda:<index>'"),
+    ({"device": "cuda:x"}, "device='cuda:x': must be 'cpu', 'cuda' or 'cuda:<index>'"),
+    ({"dtype": "float16"}, "dtype='float16': must be one of ['float32', 'float64']"),
+    ({"cuda_graph": "no"}, "cuda_graph='no': must be true or false"),
     ({"max_members_per_chunk": 0}, "max_members_per_chunk=0: must be an integer >= 1"),
-    ({"offline_ll_weight": 2}, "offline_ll_weight=2: must lie in [0, 1]"),
+    ({"offline_ll_weight": 2}, "offline_ll_weight=2: must be a finite number in [0, 1]"),
+    ({"eval_seed": -1}, "eval_seed=-1: must be an integer >= 0"),
 ])
 def test_bad_config_names_argument_value_and_accepted(kwargs, message):
     with pytest.raises(ValueError) as err:
@@ -53,7 +62,7 @@ def test_budgets():
     assert (search.steps, search.batch_size, search.episodes) == tuple(dataclasses.astuple(BUDGETS["search"]))
     assert (final.steps, final.batch_size, final.episodes, final.lr) == (*dataclasses.astuple(BUDGETS["final"]), 3e-4)
     assert final.steps > search.steps
-    with pytest.raises(ValueError, match=r"budget='serch': accepted \['final', 'search'\]; did you mean 'search'"):
+    with pytest.raises(ValueError, match=r"budget='serch': must be one of \['final', 'search'\]; did you mean"):
         TrainConfig.from_budget("serch")
     with pytest.raises(ValueError, match="stepz: unknown TrainConfig field; did you mean 'steps'"):
         TrainConfig.from_budget("search", stepz=3)
@@ -89,6 +98,12 @@ def test_data_checks(data):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
-def test_cuda_without_gpu_is_a_clear_error(data):
-    with pytest.raises(ValueError, match="device='cuda': CUDA is not available here; use device='cpu'"):
-        PopulationTrainer(TrainConfig(steps=1, fitness="offline", device="cuda")).fit([dpo()], data)
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_without_gpu_is_refused_by_the_config_before_any_work(device):
+    with pytest.raises(ValueError, match=f"device='{device}': CUDA is not available here; use device='cpu'"):
+        TrainConfig(steps=1, fitness="offline", device=device)
+    assert TrainConfig(device="cpu").device == "cpu"  # the CPU path is checked and passes
+
+
+def test_betas_from_json_list_become_a_tuple():
+    assert TrainConfig(betas=[0.5, 0.9]).betas == (0.5, 0.9)

@@ -23,13 +23,13 @@ the dataset every existing result was computed on.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from symloss.bench._behaviour import LEVELS
 from symloss.bench._envs import check_env_name
+from symloss.validation import ConfigError, check_choice, check_range, did_you_mean
 
 __all__ = ["BenchConfig", "VARIANT_COMPONENTS", "VARIANTS", "DEFAULT_PAIRS", "make_config"]
 
@@ -60,11 +60,6 @@ VARIANTS: tuple[str, ...] = _all_variants()
 """Every named variant: ``clean`` and each combination of ``bt``, ``noisy``, ``mixed`` (in that order)."""
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name}={value!r}: must be a fraction in [0, 1]")
-
-
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
     """Everything that determines a preference dataset (its cache key is a hash of these fields)."""
@@ -76,7 +71,7 @@ class BenchConfig:
     n_pairs: int = 5120
     """Number of preference pairs (paper: Hopper 5120, TLA 1280); >= 1."""
     seg_len: int = 50
-    """Segment length L in environment steps; a segment has L * act_dim tokens."""
+    """Segment length L in environment steps, >= 1; a segment has L * act_dim tokens."""
     min_seg_len: int = 10
     """Shorter end-of-episode chunks are dropped; in [1, seg_len]."""
     levels: tuple[str, ...] = LEVELS
@@ -94,28 +89,28 @@ class BenchConfig:
     low_quality_fraction: float = 0.0
     """Fraction of pairs with both segments from ``low_quality_levels``; in [0, 1]."""
     seed: int = 0
-    """Seed of every random choice (rollouts, pairing, labels)."""
+    """Seed of every random choice (rollouts, pairing, labels); >= 0."""
 
     def __post_init__(self) -> None:
         check_env_name(self.env)
-        for name in ("n_pairs", "seg_len", "min_seg_len"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r}: must be an integer >= 1")
-        if self.min_seg_len > self.seg_len:
-            raise ValueError(f"min_seg_len={self.min_seg_len!r}: must be <= seg_len={self.seg_len}")
+        for name in ("n_pairs", "seg_len"):
+            check_range(name, getattr(self, name), lo=1, integer=True)
+        check_range("min_seg_len", self.min_seg_len, lo=1, hi=self.seg_len, integer=True,
+                    why=f"at most seg_len={self.seg_len}")
+        check_range("seed", self.seed, lo=0, integer=True)
         for name in ("levels", "low_quality_levels"):
-            val = tuple(getattr(self, name))
-            bad = [lv for lv in val if lv not in LEVELS]
-            if not val or bad:
-                raise ValueError(f"{name}={val!r}: must be a non-empty subset of {LEVELS}")
-        if self.label not in ("return", "bt"):
-            raise ValueError(f"label={self.label!r}: accepted: 'return', 'bt'")
-        if not self.bt_temperature > 0:
-            raise ValueError(f"bt_temperature={self.bt_temperature!r}: must be > 0")
-        if not self.action_noise >= 0:
-            raise ValueError(f"action_noise={self.action_noise!r}: must be >= 0")
-        _check_fraction("flip_fraction", self.flip_fraction)
-        _check_fraction("low_quality_fraction", self.low_quality_fraction)
+            value = getattr(self, name)
+            if isinstance(value, list):  # e.g. from JSON; stored as a tuple (hashable, frozen)
+                object.__setattr__(self, name, value := tuple(value))
+            if not isinstance(value, tuple) or not value:
+                raise ConfigError(f"{name}={value!r}: must be a non-empty tuple of levels from {list(LEVELS)}")
+            for level in value:
+                check_choice(name, level, LEVELS)
+        check_choice("label", self.label, ("return", "bt"))
+        check_range("bt_temperature", self.bt_temperature, lo=0, lo_open=True)
+        check_range("action_noise", self.action_noise, lo=0)
+        for name in ("flip_fraction", "low_quality_fraction"):
+            check_range(name, getattr(self, name), lo=0, hi=1, why="a fraction of the pairs")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of the fields."""
@@ -129,11 +124,10 @@ def canonical_variant(variant: str) -> str:
     parts = [VARIANT_ALIASES.get(p, p) for p in parts]
     unknown = [p for p in parts if p not in VARIANT_COMPONENTS]
     if unknown or not parts:
-        close = difflib.get_close_matches(str(variant), VARIANTS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"variant={variant!r}: unknown variant; accepted: {', '.join(VARIANTS)}{hint}")
+        raise ConfigError(f"variant={variant!r}: unknown variant; accepted: {', '.join(VARIANTS)}"
+                          f"{did_you_mean(variant, [*VARIANTS, *VARIANT_ALIASES])}")
     if "clean" in parts and len(parts) > 1:
-        raise ValueError(f"variant={variant!r}: 'clean' cannot be combined; drop it or the other components")
+        raise ConfigError(f"variant={variant!r}: 'clean' cannot be combined; drop it or the other components")
     order = list(VARIANT_COMPONENTS)
     return "+".join(sorted(set(parts), key=order.index))
 
@@ -145,12 +139,10 @@ def make_config(env: str, variant: str = "clean", **overrides: Any) -> BenchConf
     """
     env = check_env_name(env)
     name = canonical_variant(variant)
-    known = {f.name for f in fields(BenchConfig)} - {"env", "variant"}
+    known = [f.name for f in fields(BenchConfig) if f.name not in ("env", "variant")]
     bad = [k for k in overrides if k not in known]
     if bad:
-        close = difflib.get_close_matches(bad[0], known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{bad[0]}: unknown BenchConfig field{hint}")
+        raise ConfigError(f"{bad[0]}: unknown BenchConfig field{did_you_mean(bad[0], known)}")
     kw: dict[str, Any] = {"n_pairs": DEFAULT_PAIRS[env]}
     for part in name.split("+"):
         kw.update(VARIANT_COMPONENTS[part])

@@ -9,6 +9,7 @@ Usage from the main CLI::
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from symloss.bench._config import VARIANTS
 from symloss.bench._envs import ENV_NAMES
@@ -16,9 +17,11 @@ from symloss.bench._envs import ENV_NAMES
 __all__ = ["register", "run_build"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``build`` sub-command to ``subparsers``; it calls ``run_build``."""
-    p = subparsers.add_parser("build", help="build (or load from cache) a MuJoCo preference dataset")
+def register(subparsers: argparse._SubParsersAction, **parser_options: Any) -> argparse.ArgumentParser:
+    """Add the ``build`` sub-command to ``subparsers`` (``parser_options`` go to ``add_parser``, e.g.
+    ``parents=``); it calls ``run_build``."""
+    p = subparsers.add_parser("build", help="build (or load from cache) a MuJoCo preference dataset",
+                              **parser_options)
     p.add_argument("env", help=f"environment: {', '.join(ENV_NAMES)}")
     p.add_argument("variant", nargs="?", default="clean", help=f"variant: {', '.join(VARIANTS)}")
     p.add_argument("--n-pairs", type=int, default=None, help="pairs (default: Hopper 5120, TLA 1280)")

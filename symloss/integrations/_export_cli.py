@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
-import difflib
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
-from symloss.integrations._artefact import LossSource, load_loss
+from symloss.integrations._artefact import ArtefactError, LossSource, load_loss
 from symloss.objectives import MirrorLoss
+from symloss.validation import check_choice
 
 ExportFormat = Literal["latex", "python", "json", "trl"]
 EXPORT_FORMATS: tuple[str, ...] = ("latex", "python", "json", "trl")
@@ -25,37 +26,60 @@ DEFAULT_DATASET = "trl-lib/ultrafeedback_binarized"
 
 
 def export_artefact(loss_or_path: LossSource, fmt: ExportFormat, out: str | Path | None = None, *,
-                    model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET) -> str:
+                    force: bool = False, model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET) -> str:
     """The loss ``loss_or_path`` (a MirrorLoss, dict, JSON artefact, run directory or zoo name) as ``fmt``.
 
     Args:
         loss_or_path: what :func:`~symloss.integrations.load_loss` accepts.
         fmt: ``latex``, ``python``, ``json`` or ``trl``.
-        out: a file to write the text to as well (parent directories are created); None writes nothing.
+        out: a file to write the text to as well (parent directories are created; written atomically);
+            None writes nothing. An existing file is refused unless ``force``.
+        force: overwrite ``out`` if it exists.
         model, dataset: the Hugging Face ids the ``trl`` script trains by default (its ``--model`` and
             ``--dataset`` flags override them).
 
     Returns:
         The exported text.
+
+    Raises:
+        ConfigError: ``fmt`` is not a format. FileExistsError: ``out`` exists and ``force`` is false.
+        ArtefactError: the loss cannot be read or cannot be written as ``fmt``.
     """
-    if fmt not in EXPORT_FORMATS:
-        close = difflib.get_close_matches(str(fmt).lower(), EXPORT_FORMATS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"format={fmt!r}: unknown; accepted {list(EXPORT_FORMATS)}{hint}")
+    check_choice("format", fmt, EXPORT_FORMATS)
+    target = None if out is None else _check_target(Path(out), force=force)
     loss = load_loss(loss_or_path)
-    if fmt == "latex":
-        text = loss.latex() + "\n"
-    elif fmt == "python":
-        text = loss.to_python().rstrip("\n") + "\n"
-    elif fmt == "json":
-        text = json.dumps(loss.to_dict(), indent=2) + "\n"
-    else:
-        text = trl_script(loss, model=model, dataset=dataset)
-    if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    try:
+        text = _render(loss, fmt, model=model, dataset=dataset)
+    except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:  # e.g. a mirror of log(0) + u
+        origin = loss_or_path if isinstance(loss_or_path, str | os.PathLike) else f"loss {loss.name!r}"
+        raise ArtefactError(f"{origin}: cannot export as {fmt}: {exc}; check its formulas with "
+                            "`symloss export ... --format latex`") from exc
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
     return text
+
+
+def _check_target(path: Path, *, force: bool) -> Path:
+    """``path`` if the export may write it: not a directory, and new unless ``force``."""
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {path}: is a directory; give a file name, e.g. {path / 'loss.tex'}")
+    if path.exists() and not force:
+        raise FileExistsError(f"--out {path}: the file exists and was left untouched; pass --force "
+                              "(force=True) to overwrite it, or choose another file")
+    return path
+
+
+def _render(loss: MirrorLoss, fmt: str, *, model: str, dataset: str) -> str:
+    if fmt == "latex":
+        return loss.latex() + "\n"
+    if fmt == "python":
+        return loss.to_python().rstrip("\n") + "\n"
+    if fmt == "json":
+        return json.dumps(loss.to_dict(), indent=2) + "\n"
+    return trl_script(loss, model=model, dataset=dataset)
 
 
 _TRL_TEMPLATE = '''\

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from symloss.bench import make_config
 from symloss.expr import PRIMITIVES, SLOT_VARIABLES
 from symloss.objectives import LOSSES
+from symloss.train import FITNESS_NAMES
+from symloss.validation import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_device,
+    check_range,
+    check_tuple,
+    did_you_mean,
+)
 
 Selection = Literal["parsimony", "nsga2"]
 Executor = Literal["local", "ray"]
-
-
-def _choice(name: str, value: Any, accepted: tuple[str, ...] | list[str]) -> None:
-    if value not in accepted:
-        close = difflib.get_close_matches(str(value), list(accepted), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{name}={value!r}: accepted {list(accepted)}{hint}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +32,9 @@ class SearchConfig:
     """Benchmark environment: ``hopper`` or ``tla`` (three-legged Ant)."""
     dataset: str = "noisy"
     """Preference-dataset variant of the benchmark (``clean``, ``bt``, ``noisy``, ``mixed``, ...)."""
+    n_pairs: int | None = None
+    """Preference pairs in the dataset; >= 1. None: the paper's size (Hopper 5120, TLA 1280). A smaller
+    dataset builds faster (a quick try), but the fitness it gives is noisier."""
     slots: tuple[str, ...] = ("mirror",)
     """Which slots evolve: any of ``mirror`` (m), ``link`` (g), ``imitation`` (psi)."""
     temporal: bool = False
@@ -42,23 +48,23 @@ class SearchConfig:
     generations: int = 4
     """Generations after the initial one; >= 0."""
     seed: int = 0
-    """Seed of every random choice of the search (trees, variation, training seeds)."""
+    """Seed of every random choice of the search (trees, variation, training seeds); >= 0."""
     primitives: tuple[str, ...] = tuple(PRIMITIVES)
     """Primitive operations trees may use (names in ``symloss.expr.PRIMITIVES``)."""
     constant_range: tuple[float, float] = (-1.0, 1.0)
-    """Range of random constants."""
+    """Range (low, high) of random constants; low < high."""
     init_depth: tuple[int, int] = (1, 4)
-    """Min and max depth of random initial trees."""
+    """Min and max depth of random initial trees; 0 <= min <= max <= max_height."""
     max_height: int = 8
-    """Static limit on tree height for crossover and mutation (SymPy recursion stays safe below ~10)."""
+    """Static limit on tree height for crossover and mutation; in [1, 12] (SymPy recursion stays safe)."""
     max_size: int = 40
-    """Static limit on the number of nodes per tree."""
+    """Static limit on the number of nodes per tree; >= 1."""
     crossover_prob: float = 0.5
     """Probability that a pair of offspring is produced by crossover; in [0, 1]."""
     mutation_prob: float = 0.4
     """Probability that an offspring is mutated (subtree, node, shrink, constant); in [0, 1]."""
     constant_sigma: float = 0.1
-    """Relative std of the Gaussian perturbation of constants in constant-tuning mutation."""
+    """Relative std of the Gaussian perturbation of constants in constant-tuning mutation; >= 0."""
     tournament_size: int = 3
     """Tournament size for parsimony selection; >= 2."""
     selection: Selection = "parsimony"
@@ -70,23 +76,24 @@ class SearchConfig:
     seed_zoo: bool = True
     """Put the zoo's maps (DPO's u, ORPO's log-odds, ...) into the initial population."""
     hall_of_fame: int = 20
-    """Rows kept in the hall of fame."""
-    fitness: str = "return"
+    """Rows kept in the hall of fame; >= 1."""
+    fitness: Literal["return", "offline"] = "return"
     """Built-in fitness of the trainer: ``return`` (simulator) or ``offline``; a callable may be passed to
     :class:`LossSearch` instead."""
     seeds: int = 2
-    """Training seeds per candidate (fitness is their mean; std is reported). Greedy returns are very
+    """Training seeds per candidate; >= 1 (fitness is their mean; std is reported). Greedy returns are very
     sensitive to small parameter changes (benchmarks/RESULTS.md), so more than one seed pays off."""
     steps: int = 100
-    """Training steps per candidate (the trainer's ``search`` budget: B=100 predicts 4B with rho ~0.6)."""
+    """Training steps per candidate; >= 1 (the trainer's ``search`` budget: B=100 predicts 4B with rho
+    ~0.6)."""
     batch_size: int = 32
-    """Preference pairs per training step."""
+    """Preference pairs per training step; >= 1."""
     lr: float = 1e-4
     """Adam learning rate of the trained policies (the value of the budget study); > 0."""
     episodes: int = 5
-    """Evaluation episodes per trained policy (``return`` fitness)."""
+    """Evaluation episodes per trained policy (``return`` fitness); >= 1."""
     device: str = "cpu"
-    """Torch device of the trainer: ``cpu`` or ``cuda``."""
+    """Torch device of the trainer: ``cpu``, ``cuda`` or ``cuda:<index>`` (checked before any work)."""
     executor: Executor = "local"
     """Where generations are evaluated: ``local`` (one batched job) or ``ray`` (batched Ray tasks)."""
     ray_address: str | None = None
@@ -95,38 +102,61 @@ class SearchConfig:
     """Run directory for checkpoints, logs and artefacts; None writes nothing to disk."""
 
     def __post_init__(self) -> None:
-        for slot in self.slots:
-            _choice("slots", slot, tuple(SLOT_VARIABLES))
-        if not self.slots:
-            raise ValueError("slots=(): evolve at least one of ['mirror', 'link', 'imitation']")
-        _choice("base", self.base, tuple(LOSSES))
-        _choice("selection", self.selection, ("parsimony", "nsga2"))
-        _choice("executor", self.executor, ("local", "ray"))
-        if not self.primitives:
-            raise ValueError(f"primitives=(): empty primitive set; give some of {list(PRIMITIVES)}")
-        for name in self.primitives:
-            _choice("primitives", name, tuple(PRIMITIVES))
-        if self.population < 2:
-            raise ValueError(f"population={self.population}: must be >= 2 (tournament selection needs two)")
-        checks = {
-            "generations": self.generations >= 0, "tournament_size": self.tournament_size >= 2,
-            "elite": 0 <= self.elite < self.population, "parsimony": self.parsimony >= 0,
-            "crossover_prob": 0 <= self.crossover_prob <= 1, "mutation_prob": 0 <= self.mutation_prob <= 1,
-            "seeds": self.seeds >= 1, "steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
-            "episodes": self.episodes >= 1, "max_height": 1 <= self.max_height <= 12,
-            "max_size": self.max_size >= 1, "hall_of_fame": self.hall_of_fame >= 1,
-            "constant_sigma": self.constant_sigma >= 0, "lr": self.lr > 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r}: out of range; see SearchConfig.{name}")
-        if self.beta is not None and not self.beta > 0:
-            raise ValueError(f"beta={self.beta!r}: must be > 0")
-        low, high = self.init_depth
+        for name in ("slots", "primitives", "constant_range", "init_depth"):
+            if isinstance(getattr(self, name), list):  # e.g. from JSON; stored as a tuple (hashable, frozen)
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        self._check_names()
+        self._check_numbers()
+
+    def _check_names(self) -> None:
+        make_config(self.env, self.dataset, **({} if self.n_pairs is None else {"n_pairs": self.n_pairs}))
+        for name, accepted in (("slots", SLOT_VARIABLES), ("primitives", PRIMITIVES)):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not value:
+                raise ConfigError(f"{name}={value!r}: must be a non-empty tuple of names from "
+                                  f"{list(accepted)}; e.g. {name}=({next(iter(accepted))!r},)")
+            for item in value:
+                check_choice(name, item, accepted)
+        check_choice("base", self.base, LOSSES)
+        check_choice("selection", self.selection, ("parsimony", "nsga2"))
+        check_choice("fitness", self.fitness, FITNESS_NAMES,
+                     fix="(a callable goes to LossSearch(fitness=...))")
+        check_choice("executor", self.executor, ("local", "ray"))
+        check_device("device", self.device, here=self.executor == "local")
+        for name in ("temporal", "seed_zoo"):
+            check_bool(name, getattr(self, name))
+        for name in ("ray_address", "run_dir"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be a string or None")
+
+    def _check_numbers(self) -> None:
+        check_range("population", self.population, lo=2, integer=True, why="tournament selection needs two")
+        check_range("elite", self.elite, lo=0, hi=self.population - 1, integer=True,
+                    why="fewer than population", fix="lower elite or raise population")
+        for name, lo in (("generations", 0), ("seed", 0), ("max_size", 1), ("hall_of_fame", 1), ("seeds", 1),
+                         ("steps", 1), ("batch_size", 1), ("episodes", 1)):
+            check_range(name, getattr(self, name), lo=lo, integer=True)
+        check_range("tournament_size", self.tournament_size, lo=2, integer=True,
+                    why="a tournament compares at least two")
+        check_range("max_height", self.max_height, lo=1, hi=12, integer=True,
+                    why="deeper trees risk SymPy's recursion limit")
+        for name in ("crossover_prob", "mutation_prob"):
+            check_range(name, getattr(self, name), lo=0, hi=1, why="a probability")
+        check_range("parsimony", self.parsimony, lo=0)
+        check_range("constant_sigma", self.constant_sigma, lo=0)
+        check_range("lr", self.lr, lo=0, lo_open=True)
+        if self.beta is not None:
+            check_range("beta", self.beta, lo=0, lo_open=True, fix="or None for the base loss's beta")
+        low, high = check_tuple("constant_range", self.constant_range, length=2, what="low, high",
+                                example="(-1.0, 1.0)")
+        if not low < high:
+            raise ConfigError(f"constant_range={self.constant_range!r}: must be (low, high) with low < high; "
+                              "e.g. (-1.0, 1.0)")
+        low, high = check_tuple("init_depth", self.init_depth, length=2, integer=True, what="min, max",
+                                example="(1, 4)")
         if not 0 <= low <= high <= self.max_height:
-            raise ValueError(f"init_depth={self.init_depth}: need 0 <= min <= max <= max_height")
-        if not self.constant_range[0] < self.constant_range[1]:
-            raise ValueError(f"constant_range={self.constant_range}: need low < high")
+            raise ConfigError(f"init_depth={self.init_depth!r}: must be (min, max) with 0 <= min <= max <= "
+                              f"max_height={self.max_height}; e.g. (1, 4)")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
@@ -134,11 +164,14 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
-        names = {f.name: f for f in dataclasses.fields(cls)}
+        """The config of ``to_dict()`` output (lists back to tuples); unknown keys are refused by name."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"SearchConfig: expected a dict of fields, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ValueError(f"SearchConfig: unknown field(s) {unknown}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+            raise ConfigError(f"{unknown[0]}: unknown SearchConfig field{did_you_mean(unknown[0], names)}")
+        return cls(**data)
 
 
 RESUMABLE_CHANGES = frozenset({"generations", "run_dir", "device", "executor", "ray_address"})

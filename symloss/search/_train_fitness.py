@@ -177,7 +177,8 @@ class TrainerFitness:
                                    lr=config.lr, fitness=config.fitness, device=config.device,
                                    eval_seed=config.seed)
         return cls(env=config.env, dataset=config.dataset, train_config=train_config, seeds=config.seeds,
-                   progress=progress)
+                   progress=progress,
+                   dataset_overrides={} if config.n_pairs is None else {"n_pairs": config.n_pairs})
 
     @classmethod
     def from_data(cls, data: Any, train_config: Any, *, seeds: int | Sequence[int] = 1) -> TrainerFitness:

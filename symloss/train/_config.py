@@ -8,10 +8,19 @@ between the two is measured by ``benchmarks/budget_correlation.py`` (results in 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
+
+from symloss.validation import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_device,
+    check_range,
+    check_tuple,
+    did_you_mean,
+)
 
 __all__ = ["BUDGETS", "FITNESS_NAMES", "Budget", "TrainConfig"]
 
@@ -41,16 +50,6 @@ correlation", Hopper noisy, 32 random valid mirror maps, lr 1e-4, three replicat
 (rho -0.7 to 0.7), so 100 steps is the cheapest safe budget; spend more compute on candidates and seeds.
 ``final`` has the steps, batch and episodes of paper_repro/bench_baselines.py (1500 x 64 pairs, 10 episodes);
 that script also uses lr 3e-4 and no clipping, which are ``TrainConfig`` fields, not part of a budget."""
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}")
-
-
-def _positive_float(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name}={value!r}: must be a number > 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,45 +99,38 @@ class TrainConfig:
     the free GPU memory on CUDA."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.betas, list):  # e.g. from JSON; stored as a tuple (hashable, frozen)
+            object.__setattr__(self, "betas", tuple(self.betas))
         for name in ("steps", "batch_size", "episodes"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("eval_seed", self.eval_seed, minimum=0)
+            check_range(name, getattr(self, name), lo=1, integer=True)
+        check_range("eval_seed", self.eval_seed, lo=0, integer=True)
         for name in ("lr", "eps"):
-            _positive_float(name, getattr(self, name))
-        if self.max_grad_norm is not None:
-            _positive_float("max_grad_norm", self.max_grad_norm)
-        if self.memory_budget_mb is not None:
-            _positive_float("memory_budget_mb", self.memory_budget_mb)
+            check_range(name, getattr(self, name), lo=0, lo_open=True)
+        for name in ("max_grad_norm", "memory_budget_mb"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), lo=0, lo_open=True, fix="or None")
         if self.max_members_per_chunk is not None:
-            _positive_int("max_members_per_chunk", self.max_members_per_chunk)
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas={self.betas!r}: must be two numbers in [0, 1), e.g. (0.9, 0.999)")
-        if not 0 <= self.offline_ll_weight <= 1:
-            raise ValueError(f"offline_ll_weight={self.offline_ll_weight!r}: must lie in [0, 1]")
-        if not callable(self.fitness) and self.fitness not in FITNESS_NAMES:
-            close = difflib.get_close_matches(str(self.fitness), FITNESS_NAMES, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"fitness={self.fitness!r}: accepted {list(FITNESS_NAMES)} or a callable "
-                             f"(spec, params, context) -> Tensor[N]{hint}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype={self.dtype!r}: accepted ['float32', 'float64']")
-        device = str(self.device)
-        if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
-            raise ValueError(f"device={self.device!r}: accepted 'cpu', 'cuda' or 'cuda:<index>'")
+            check_range("max_members_per_chunk", self.max_members_per_chunk, lo=1, integer=True,
+                        fix="or None")
+        for i, beta in enumerate(check_tuple("betas", self.betas, length=2, what="Adam's beta1, beta2",
+                                             example="(0.9, 0.999)")):
+            check_range(f"betas[{i}]", beta, lo=0, hi=1, hi_open=True)
+        check_range("offline_ll_weight", self.offline_ll_weight, lo=0, hi=1)
+        if not callable(self.fitness):
+            check_choice("fitness", self.fitness, FITNESS_NAMES,
+                         fix="or a callable (spec, params, context) -> Tensor[N]")
+        check_choice("dtype", self.dtype, ("float32", "float64"))
+        check_bool("cuda_graph", self.cuda_graph)
+        check_device("device", self.device)
 
     @classmethod
     def from_budget(cls, budget: str, **overrides: Any) -> TrainConfig:
         """A config with a named budget's ``steps``, ``batch_size`` and ``episodes``; ``overrides`` win."""
-        if budget not in BUDGETS:
-            close = difflib.get_close_matches(str(budget), BUDGETS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"budget={budget!r}: accepted {sorted(BUDGETS)}{hint}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
+        check_choice("budget", budget, sorted(BUDGETS))
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(overrides) - set(known))
         if unknown:
-            close = difflib.get_close_matches(unknown[0], known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{unknown[0]}: unknown TrainConfig field{hint}")
+            raise ConfigError(f"{unknown[0]}: unknown TrainConfig field{did_you_mean(unknown[0], known)}")
         b = BUDGETS[budget]
         return cls(**{"steps": b.steps, "batch_size": b.batch_size, "episodes": b.episodes, **overrides})
 

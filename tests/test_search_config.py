@@ -1,0 +1,87 @@
+"""SearchConfig checks: every refusal names the field, the value and the accepted range or choices."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from symloss.search import SearchConfig
+from symloss.validation import ConfigError
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"population": 0}, "population=0: must be an integer >= 2 (tournament selection needs two)"),
+    ({"population": 4.0}, "population=4.0: must be an integer >= 2"),
+    ({"elite": 16}, "elite=16: must be an integer in [0, 15] (fewer than population); lower elite or raise "
+                    "population"),
+    ({"elite": 2, "population": 2}, "elite=2: must be an integer in [0, 1]"),
+    ({"generations": -1}, "generations=-1: must be an integer >= 0"),
+    ({"seed": -3}, "seed=-3: must be an integer >= 0"),
+    ({"tournament_size": 1}, "tournament_size=1: must be an integer >= 2"),
+    ({"max_height": 13}, "max_height=13: must be an integer in [1, 12]"),
+    ({"crossover_prob": 1.5}, "crossover_prob=1.5: must be a finite number in [0, 1] (a probability)"),
+    ({"mutation_prob": math.nan}, "mutation_prob=nan: must be a finite number in [0, 1]"),
+    ({"parsimony": math.inf}, "parsimony=inf: must be a finite number >= 0"),
+    ({"parsimony": -0.1}, "parsimony=-0.1: must be a finite number >= 0"),
+    ({"lr": math.inf}, "lr=inf: must be a finite number > 0"),
+    ({"lr": 0.0}, "lr=0.0: must be a finite number > 0"),
+    ({"beta": math.inf}, "beta=inf: must be a finite number > 0; or None for the base loss's beta"),
+    ({"beta": -1.0}, "beta=-1.0: must be a finite number > 0"),
+    ({"constant_sigma": -1.0}, "constant_sigma=-1.0: must be a finite number >= 0"),
+    ({"steps": 0}, "steps=0: must be an integer >= 1"),
+    ({"episodes": 0}, "episodes=0: must be an integer >= 1"),
+    ({"seeds": 0}, "seeds=0: must be an integer >= 1"),
+    ({"batch_size": 0}, "batch_size=0: must be an integer >= 1"),
+    ({"hall_of_fame": 0}, "hall_of_fame=0: must be an integer >= 1"),
+    ({"constant_range": (1.0,)}, "constant_range=(1.0,): must be 2 finite numbers (low, high); e.g. (-1.0, "
+                                 "1.0)"),
+    ({"constant_range": (1.0, math.inf)}, "constant_range=(1.0, inf): must be 2 finite numbers"),
+    ({"constant_range": (1.0, -1.0)}, "constant_range=(1.0, -1.0): must be (low, high) with low < high"),
+    ({"init_depth": (1, 2, 3)}, "init_depth=(1, 2, 3): must be 2 integers (min, max); e.g. (1, 4)"),
+    ({"init_depth": (3, 9)}, "init_depth=(3, 9): must be (min, max) with 0 <= min <= max <= max_height=8"),
+    ({"slots": ("mirorr",)}, "slots='mirorr': must be one of ['mirror', 'link', 'imitation']; did you mean "
+                             "'mirror'?"),
+    ({"slots": "mirror"}, "slots='mirror': must be a non-empty tuple of names"),
+    ({"slots": ()}, "slots=(): must be a non-empty tuple of names"),
+    ({"primitives": ()}, "primitives=(): must be a non-empty tuple of names"),
+    ({"primitives": ("add", "sine")}, "primitives='sine': must be one of"),
+    ({"selection": "nsga"}, "selection='nsga': must be one of ['parsimony', 'nsga2']; did you mean 'nsga2'?"),
+    ({"base": "dpo2"}, "did you mean 'dpo'"),
+    ({"fitness": "retrun"}, "fitness='retrun': must be one of ['return', 'offline']"),
+    ({"executor": "slurm"}, "executor='slurm': must be one of ['local', 'ray']"),
+    ({"device": "gpu"}, "device='gpu': must be 'cpu', 'cuda' or 'cuda:<index>'"),
+    ({"seed_zoo": "no"}, "seed_zoo='no': must be true or false"),
+    ({"env": "hoper"}, "env='hoper': unknown environment; accepted: hopper, tla; did you mean 'hopper'?"),
+    ({"dataset": "noisey"}, "variant='noisey': unknown variant"),
+    ({"n_pairs": 0}, "n_pairs=0: must be an integer >= 1"),
+    ({"run_dir": 3}, "run_dir=3: must be a string or None"),
+])
+def test_bad_config_states_what_is_accepted(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        SearchConfig(**kwargs)
+    assert message in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
+def test_cuda_without_gpu_is_refused_at_once_unless_ray_workers_train():
+    with pytest.raises(ConfigError, match="device='cuda': CUDA is not available here; use device='cpu'"):
+        SearchConfig(device="cuda")
+    assert SearchConfig(device="cuda", executor="ray").device == "cuda"  # the workers may have GPUs
+
+
+def test_round_trip_lists_and_unknown_fields():
+    config = SearchConfig(slots=["mirror", "link"], constant_range=[-2.0, 2.0], n_pairs=64)
+    assert config.slots == ("mirror", "link") and config.constant_range == (-2.0, 2.0)
+    assert SearchConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="populaton: unknown SearchConfig field; did you mean 'population'"):
+        SearchConfig.from_dict({"populaton": 3})
+    with pytest.raises(ConfigError, match="expected a dict of fields, got list"):
+        SearchConfig.from_dict([1, 2])
+
+
+def test_stored_configs_without_new_fields_still_load():
+    stored = SearchConfig().to_dict()
+    del stored["n_pairs"]  # written before the field existed
+    assert SearchConfig.from_dict(stored).n_pairs is None
