@@ -60,8 +60,12 @@ def one_line_error(argv: list[str], capsys) -> str:
     (["eval", "dpo", "--env", "hoper"], "symloss eval: error: env='hoper': unknown environment"),
     (["eval", "dpo", "--dataset", "noisey"], "variant='noisey': unknown variant"),
     (["eval", "dpo", "--device", "tpu"], "device='tpu': must be 'cpu', 'cuda' or 'cuda:<index>'"),
-    (["eval", "dpo", "--seeds", "1,a"], "argument --seeds: '1,a': expected comma-separated integers"),
-    (["eval", "dpo", "--seeds", "1,1"], "argument --seeds: '1,1': expected distinct integers >= 0"),
+    (["eval", "dpo", "--seeds", "1,a"], "argument --seeds: invalid int value: '1,a'"),
+    (["eval", "dpo", "--seeds", "0"], "symloss eval: error: seeds=0: must be an integer >= 1"),
+    (["eval", "dpo", "--first-seed", "-1"], "symloss eval: error: first_seed=-1: must be an integer >= 0"),
+    (["eval", "dpo", "--protocol", "fianl"], "symloss eval: error: protocol='fianl': must be one of ['search', "
+                                             "'final']; did you mean 'final'?"),
+    (["search", "--protocol", "serch"], "symloss search: error: protocol='serch': must be one of"),
     (["export", "dpo", "--format", "latx"], "symloss export: error: format='latx': must be one of ['latex', "
                                             "'python', 'json', 'trl']; did you mean 'latex'?"),
     (["data", "build", "hopper", "shufled"], "symloss data build: error: variant='shufled': unknown variant"),

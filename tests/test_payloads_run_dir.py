@@ -21,7 +21,7 @@ import torch
 from symloss import bench
 from symloss.bench import _dataset
 from symloss.search import CheckpointError, LossSearch, MirrorTargetFitness, RunDirError
-from symloss.search._train_fitness import cached_reference
+from symloss.bench import load_reference
 
 CANARY = "CANARY"  # replaced by each test's canary path
 
@@ -213,7 +213,7 @@ class Reduce:
 def reference_cache(dataset_cache):
     root, _, ds = dataset_cache
     spec = bench.spec_for_dataset(ds, hidden=(8,))
-    good = cached_reference(ds, spec, steps=2, cache_dir=root)
+    good = load_reference(ds, spec, steps=2, cache_dir=root)
     (path,) = (root / "references").glob("*.pt")
     return root, ds, spec, good, path
 
@@ -233,6 +233,6 @@ def test_a_tampered_reference_cache_is_refitted_and_nothing_runs(reference_cache
         blob = buffer.getvalue()
     path.write_bytes(blob)
     with pytest.warns(UserWarning, match="SFT reference cache .* is unusable"):
-        reference = cached_reference(ds, spec, steps=2, cache_dir=root)
+        reference = load_reference(ds, spec, steps=2, cache_dir=root)
     assert not canary.exists()
     assert all(torch.equal(reference[k], good[k]) for k in good)

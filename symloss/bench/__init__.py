@@ -5,7 +5,7 @@ Typical use::
     from symloss import bench
     ds = bench.build_dataset("hopper", "noisy")                 # cached HF dataset of preference pairs
     spec = bench.spec_for_dataset(ds, n_bins=11)
-    ref = bench.fit_reference(spec, ds, seed=0)                 # SFT reference, N = 1
+    ref = bench.load_reference(ds, spec, seed=0)                # SFT reference, N = 1 (fitted once, cached)
     mean, std = bench.evaluate(spec, ref, "hopper", episodes=5) # [N] returns
 
 Environments: ``hopper`` (Hopper-v5) and ``tla`` (Ant-v5, no contact forces in the observation,
@@ -17,7 +17,14 @@ from symloss.bench._config import DEFAULT_PAIRS, VARIANT_COMPONENTS, VARIANTS, B
 from symloss.bench._dataset import build_dataset, dataset_features, dataset_hash, default_cache_dir
 from symloss.bench._envs import ENV_NAMES, EnvInfo, env_info, make_env
 from symloss.bench._evaluate import episode_returns, evaluate
-from symloss.bench._reference import fit_reference, pair_tensors, spec_for_dataset
+from symloss.bench._reference import (
+    REFERENCE_STEPS,
+    fit_reference,
+    load_reference,
+    pair_tensors,
+    reference_problem,
+    spec_for_dataset,
+)
 from symloss.bench._sim import BatchSim
 from symloss.bench._token_policy import (
     TokenPolicySpec,
@@ -38,6 +45,7 @@ __all__ = [
     "EnvInfo",
     "LEVELS",
     "POLICY_DIR",
+    "REFERENCE_STEPS",
     "TokenPolicySpec",
     "VARIANTS",
     "VARIANT_COMPONENTS",
@@ -53,10 +61,12 @@ __all__ = [
     "fit_reference",
     "init_params",
     "load_behaviour",
+    "load_reference",
     "make_config",
     "make_env",
     "pair_tensors",
     "policy_manifest",
+    "reference_problem",
     "spec_for_dataset",
     "token_logps",
     "token_mask",
