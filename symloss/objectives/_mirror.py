@@ -12,6 +12,7 @@ length-normalised log-probs with psi(u_w) = -u_w. Reference-free losses drop the
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field, fields
@@ -76,22 +77,46 @@ def _check_constants(expr: sp.Expr, name: str, shown: str) -> sp.Expr:
     return expr
 
 
-def _as_expr(value: Formula, name: str) -> sp.Expr:
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str, name: str) -> sp.Expr:
+    """``text`` parsed by symloss's grammar for slot ``name``, stabilised and checked (cached: SymPy's
+    pattern rewriting costs milliseconds, and zoo losses, replace and from_dict rebuild the same slots)."""
+    return _check_constants(stabilise(parse_formula(text, SLOT_SPECS[name], field=name)), name, text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stabilised(expr: sp.Expr, name: str) -> sp.Expr:
+    """A SymPy slot expression, stabilised and checked (cached like :func:`_parsed`)."""
     variables = SLOT_SPECS[name]
+    unknown = sorted(s.name for s in expr.free_symbols if s.name not in variables)
+    if unknown:
+        raise FormulaError(f"{name}: unknown symbol(s) {unknown}; {name} may use {list(variables)}")
+    return _check_constants(expr if expr.is_Number else stabilise(expr), name, to_formula(expr))
+
+
+def _as_expr(value: Formula, name: str) -> sp.Expr:
     if isinstance(value, bool) or value is None:
         raise FormulaError(f"{name}={value!r}: expected a formula (a string in symloss's grammar or a number)")
     if isinstance(value, int | float):
         if not math.isfinite(value):
-            raise FormulaError(f"{name}={value!r}: must be a finite number or a formula in {list(variables)}")
+            raise FormulaError(f"{name}={value!r}: must be a finite number or a formula in {list(SLOT_SPECS[name])}")
         return sp.Float(value) if isinstance(value, float) and not float(value).is_integer() else sp.Integer(int(value))
     if isinstance(value, str):
-        return _check_constants(stabilise(parse_formula(value, variables, field=name)), name, value)
+        return _parsed(value, name)
     if isinstance(value, sp.Expr):
-        unknown = sorted(s.name for s in value.free_symbols if s.name not in variables)
-        if unknown:
-            raise FormulaError(f"{name}: unknown symbol(s) {unknown}; {name} may use {list(variables)}")
-        return _check_constants(stabilise(value), name, to_formula(value))
+        return _stabilised(value, name)
     raise FormulaError(f"{name}: expected a formula string or SymPy expression, got {type(value).__name__}")
+
+
+def _canonical_text(expr: sp.Expr, name: str) -> str:
+    """The text of ``expr`` after one more trip through the grammar: SymPy's printed form of an expression
+    may parse to a differently grouped but equal one (``-(t + 6)*u`` -> ``(-t - 6)*u``, a Float's last digit),
+    which then prints stably; equality compares this form, so ``from_dict(to_dict(loss)) == loss``."""
+    text = to_formula(expr)
+    try:
+        return to_formula(_parsed(text, name))
+    except FormulaError:  # printed text the grammar cannot read back: compare as printed
+        return text
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -321,10 +346,12 @@ class MirrorLoss:
         return f"MirrorLoss({body})"
 
     def _identity(self) -> tuple:
-        """Every field, formulas as text: what equality and the hash compare (computed once)."""
+        """Every field, formulas in canonical text (:func:`_canonical_text`): what equality and the hash
+        compare (computed once)."""
         if self._key is None:
-            data = self.to_dict()
-            object.__setattr__(self, "_key", tuple(data[name] for name in FIELDS))
+            values = tuple(_canonical_text(value, name) if name in SLOT_SPECS and value is not None else value
+                           for name, value in ((name, getattr(self, name)) for name in FIELDS))
+            object.__setattr__(self, "_key", values)
         return self._key
 
     def __eq__(self, other: object) -> bool:
