@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import random
 
 import pytest
+import sympy as sp
 import torch
 
 import symloss as sl
-from symloss.expr import FUNCTIONS
+from symloss.expr import FUNCTIONS, SYMBOLS
 from symloss.objectives import AGGREGATIONS, FIELDS, LOSSES, REDUCTIONS, SLOT_SPECS, LogpBatch, MirrorLoss
 
 _MINMAX = {"max", "Max", "min", "Min"}
@@ -116,6 +118,15 @@ def test_compiled_cache_cannot_go_stale():
     torch.testing.assert_close(loss(batch).loss, before)
 
 
+def test_pickles_after_use_without_its_compiled_cache():
+    loss = sl.objectives.drdpo()
+    batch = LogpBatch.from_sequence_logps(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]),
+                                          torch.tensor([-2.0]))
+    before = loss(batch).loss
+    back = pickle.loads(pickle.dumps(loss))
+    assert back == loss and torch.equal(back(batch).loss, before)
+
+
 def test_fields_declared_once_drive_dict_replace_and_equality():
     assert tuple(f.name for f in dataclasses.fields(MirrorLoss)) == FIELDS
     assert list(sl.objectives.dpo().to_dict()) == ["format", *FIELDS]
@@ -146,6 +157,7 @@ def test_constructor_call_styles():
     ({"w_imit": -math.inf}, r"w_imit=-inf: must be a finite number"),
     ({"mirror": "log(0) + u"}, r"mirror='log\(0\) \+ u': contains the non-finite or non-real constant zoo"),
     ({"link": "1e999 * z"}, r"link='1e999 \* z': contains the non-finite or non-real constant inf"),
+    ({"mirror": sp.Integer(10) ** 400 * SYMBOLS["u"]}, r"mirror='10+\.\.\.': contains .* constant inf"),
     ({"link": "z + 0*log(0)"}, r"contains the non-finite or non-real constant nan"),
     ({"mirror": "u + sqrt(-1)"}, r"constant I"),
     ({"aggregation": "meen"}, r"aggregation='meen': must be one of .*did you mean 'mean'"),

@@ -11,6 +11,8 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
+from symloss.validation import check_range
+
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<pad>"
 
@@ -24,8 +26,7 @@ def tiny_tokenizer(corpus: Iterable[str], *, vocab_size: int = 320) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    if vocab_size < 260:
-        raise ValueError(f"vocab_size={vocab_size}: must be >= 260 (256 bytes plus the special tokens)")
+    check_range("vocab_size", vocab_size, lo=260, integer=True, why="256 bytes plus the special tokens")
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()

@@ -125,10 +125,11 @@ def _check_args(loss: MirrorLoss, args: DPOConfig) -> None:
                          "loss's mirror map; use f_divergence_type='reverse_kl'")
     if args.use_weighting:
         raise ValueError("use_weighting=True: WPO weighting is not supported by MirrorDPOTrainer; set it to False")
-    if loss.aggregation == "token" and args.precompute_ref_log_probs and not loss.reference_free:
+    if loss.needs_token_logps and args.precompute_ref_log_probs and not loss.reference_free:
         raise ValueError(
-            f"precompute_ref_log_probs=True: the loss {loss.name!r} has aggregation='token', which needs the "
-            "reference's per-token log-probs, but TRL precomputes only their sums; set precompute_ref_log_probs=False"
+            f"precompute_ref_log_probs=True: the loss {loss.name!r} reads per-token log-probs (aggregation="
+            f"{loss.aggregation!r}), including the reference's, but TRL precomputes only their sums; set "
+            "precompute_ref_log_probs=False"
         )
     if loss.reference_free and args.sync_ref_model:
         raise ValueError(f"sync_ref_model=True: the loss {loss.name!r} is reference-free; set sync_ref_model=False")

@@ -68,8 +68,9 @@ def _check_constants(expr: sp.Expr, name: str, shown: str) -> sp.Expr:
         except (OverflowError, TypeError, ValueError):
             finite = False
         if not finite:
-            bad.append(str(number) if len(str(number)) < 20 else f"{float(number) if number > 0 else -math.inf}")
+            bad.append(str(number) if len(str(number)) < 20 else "inf" if number > 0 else "-inf")
     if bad:
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
         raise FormulaError(
             f"{name}={shown!r}: contains the non-finite or non-real constant {bad[0]} (from e.g. log(0), a "
             "division by 0 or a number beyond 1.8e308); every constant must be a finite real number"
@@ -173,9 +174,20 @@ class MirrorLoss:
             value = getattr(self, slot)
             if value is not None or slot != "imitation":
                 put(self, slot, _as_expr(value, slot))
-        put(self, "_compiled", {})
-        put(self, "_key", None)
-        put(self, "_unit_weights", (self.w_pref == 1, self.w_imit == 1))  # decided once, not per training step
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
+        object.__setattr__(self, "_compiled", {})
+        object.__setattr__(self, "_key", None)
+        object.__setattr__(self, "_unit_weights", (self.w_pref == 1, self.w_imit == 1))  # once, not per step
+
+    def __getstate__(self) -> dict[str, Any]:  # pickle the fields (and a subclass's own attributes), not caches
+        return {k: v for k, v in self.__dict__.items() if k not in ("_compiled", "_key", "_unit_weights")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        self._reset_caches()
 
     # -- what the loss reads and how a batch of pairs is reduced -------------------------------------------
 
