@@ -45,8 +45,6 @@ def reference(name, batch, **kw):
     delta = (sw - swr) - (sl_ - slr)
     beta = kw.get("beta", 0.1)
     eps = kw.get("label_smoothing", 0.1)
-    if name == "dpo":
-        return -logsig(beta * delta)
     if name == "ipo":
         return ((sw - swr) / n_w - (sl_ - slr) / n_l - 1 / (2 * beta)) ** 2
     if name == "hinge":
@@ -68,6 +66,35 @@ def reference(name, batch, **kw):
         return -0.1 * logsig(log_odds) - mw
     if name == "ta_mpo":
         return 0.3 * -logsig(0.1 * delta) + 0.7 * -sw
+    z = beta * delta
+    if name in ("dpo", "drdpo"):  # drdpo's per-pair term is DPO's; its batch reduction: test_objectives_robust
+        return -logsig(z)
+    return robust_reference(name, z, **kw)
+
+
+def sigmoid_np(x):
+    return np.exp(logsig(x))
+
+
+def robust_reference(name, z, **kw):
+    """The published per-pair formulas (issue 13's table), in NumPy, on the margin z = beta * Delta."""
+    if name == "ropo":  # Liang et al. 2024: 4a/(1+a)^2 * (-log sigma(z)) + 4a^2/(1+a)^2 * sigma(-z)
+        a = kw.get("alpha", 14.0)
+        return 4 * a / (1 + a) ** 2 * -logsig(z) + 4 * a**2 / (1 + a) ** 2 * sigmoid_np(-z)
+    if name == "holder_dpo":  # Fujisawa et al. 2025: -(1+g) p^g + g p^(1+g), p = sigma(z)
+        g, p = kw.get("gamma", 2.0), sigmoid_np(z)
+        return -(1 + g) * p**g + g * p ** (1 + g)
+    if name == "sympo":  # Nishimori et al. 2025, the sigmoid loss with label 1: 1 / (1 + e^z)
+        variant = kw.get("variant", "sigmoid")
+        if variant == "ramp":
+            return np.clip(0.5 - 0.5 * z, 0.0, 1.0)
+        if variant == "unhinged":
+            return 1 - z
+        return 1 / (1 + np.exp(z))
+    if name == "repo":  # the closed-form link whose gradient is the detached EM objective's (see _robust.repo)
+        eta = kw.get("eta", 0.9)
+        c = np.log(eta / (1 - eta))
+        return -logsig(z) + logsig(z + c)
     raise KeyError(name)
 
 
@@ -78,7 +105,11 @@ def test_zoo_matches_numpy_reference(name, batch):
 
 
 @pytest.mark.parametrize("name, kw", [("dpo", {"beta": 0.5}), ("rdpo", {"label_smoothing": 0.3}),
-                                      ("cdpo", {"beta": 0.2, "label_smoothing": 0.25}), ("ipo", {"beta": 0.7})])
+                                      ("cdpo", {"beta": 0.2, "label_smoothing": 0.25}), ("ipo", {"beta": 0.7}),
+                                      ("ropo", {"alpha": 3.0, "beta": 0.3}), ("holder_dpo", {"gamma": 0.5}),
+                                      ("holder_dpo", {"gamma": 3.7, "beta": 0.4}), ("sympo", {"variant": "ramp"}),
+                                      ("sympo", {"variant": "unhinged", "beta": 0.2}), ("repo", {"eta": 0.6}),
+                                      ("repo", {"eta": 0.99, "beta": 0.5}), ("drdpo", {"beta": 0.3})])
 def test_zoo_hyperparameters(name, kw, batch):
     np.testing.assert_allclose(get_loss(name, **kw)(batch).loss.numpy(), reference(name, batch, **kw), rtol=1e-6)
 

@@ -91,3 +91,23 @@ def test_trl_script_trains_on_local_model_and_dataset(tmp_path):
         torch.set_num_threads(before)
     assert trainer.state.global_step == 2
     assert (tmp_path / "out" / "config.json").exists()
+
+
+@pytest.mark.parametrize("name", ["ropo", "holder_dpo", "sympo", "repo", "drdpo"])
+def test_robust_losses_export_in_every_format(name, tmp_path):
+    loss = sl.objectives.get_loss(name)
+    out = tmp_path / f"{name}.json"
+    export_artefact(name, "json", out=out)
+    assert load_loss(out) == loss
+    latex = export_artefact(out, "latex")
+    assert r"g(z) = " in latex and (r"\mathcal{L}_{\mathrm{batch}}" in latex) == (name == "drdpo")
+    source = tmp_path / f"{name}_slots.py"
+    export_artefact(out, "python", out=source)
+    spec = importlib.util.spec_from_file_location(f"exported_{name}", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    z = torch.linspace(-3, 3, 7, dtype=torch.float64)
+    torch.testing.assert_close(module.link(z, torch.zeros(())), loss.fn("link")(z, 0.0))
+    script = export_artefact(out, "trl")
+    compile(script, f"train_{name}.py", "exec")
+    assert "eval(" not in script and ('"reduction": "logmeanexp"' in script) == (name == "drdpo")

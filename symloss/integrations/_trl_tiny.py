@@ -11,6 +11,8 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
+from symloss.validation import check_range
+
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<pad>"
 
@@ -24,8 +26,7 @@ def tiny_tokenizer(corpus: Iterable[str], *, vocab_size: int = 320) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    if vocab_size < 260:
-        raise ValueError(f"vocab_size={vocab_size}: must be >= 260 (256 bytes plus the special tokens)")
+    check_range("vocab_size", vocab_size, lo=260, integer=True, why="256 bytes plus the special tokens")
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -37,14 +38,18 @@ def tiny_tokenizer(corpus: Iterable[str], *, vocab_size: int = 320) -> Any:
 
 
 def tiny_gpt2(tokenizer: Any, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 2, n_positions: int = 128,
-              seed: int = 0) -> Any:
-    """A randomly initialised GPT-2 (``GPT2LMHeadModel``) sized for ``tokenizer``; same seed, same weights."""
+              seed: int = 0, dropout: float = 0.1) -> Any:
+    """A randomly initialised GPT-2 (``GPT2LMHeadModel``) sized for ``tokenizer``; same seed, same weights.
+
+    ``dropout`` sets GPT-2's three dropout rates (residual, embedding, attention); 0 makes a training forward
+    deterministic, so that a step can be recomputed by hand."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
                         n_head=n_head, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id)
+                        pad_token_id=tokenizer.pad_token_id, resid_pdrop=dropout, embd_pdrop=dropout,
+                        attn_pdrop=dropout)
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)

@@ -6,13 +6,22 @@
 
 Per batch of B pairs, TRL's patched forward gives the per-token log-probs of the 2B completions; symloss
 builds a :class:`~symloss.objectives.LogpBatch` from them (the reference's per-token log-probs, or its
-precomputed sums) with progress t = global_step / max_steps, and the loss is the mean over pairs of
+precomputed sums) with progress t = global_step / max_steps, and the loss is ``loss.reduce`` over the
+batch's pairs (the mean, or Dr. DPO's -b' log mean_i exp(-loss_i / b')) of
 
     loss_i = w_pref(t) * g(z_i, t) + w_imit(t) * psi(u_w,i, t),
     z_i    = beta * ( [m(u_w,i) - m(u_w,i^ref)] - [m(u_l,i) - m(u_l,i^ref)] )
 
 (Alfano et al., arXiv 2411.06568; ``shared/PAPER.md``), with u aggregated as the loss says (``sequence``,
-``mean`` or ``token``). With ``dpo()``, ``ipo()`` and ``discopop()`` this is TRL's ``sigmoid``, ``ipo`` and
+``mean`` or ``token``).
+
+Gradient accumulation and several devices: the reduction runs over the pairs of one ``compute_loss`` call,
+that is one micro-batch on one device (``per_device_train_batch_size`` pairs). The Trainer then divides
+each micro-batch's loss by ``gradient_accumulation_steps`` and sums the gradients, and DDP averages them
+over devices: a step's gradient is the mean of the micro-batch gradients. For the mean reduction that is
+the mean over the effective batch; for ``logmeanexp`` it is not the log-mean-exp over the effective batch
+(the softmax weights are normalised within each micro-batch). To reduce over more pairs, raise
+``per_device_train_batch_size`` rather than the accumulation steps. With ``dpo()``, ``ipo()`` and ``discopop()`` this is TRL's ``sigmoid``, ``ipo`` and
 ``discopop`` loss to float precision. Metrics carry DPOTrainer's names (see ``_trl_metrics``) plus the
 loss's own under ``mirror/``.
 
@@ -116,10 +125,11 @@ def _check_args(loss: MirrorLoss, args: DPOConfig) -> None:
                          "loss's mirror map; use f_divergence_type='reverse_kl'")
     if args.use_weighting:
         raise ValueError("use_weighting=True: WPO weighting is not supported by MirrorDPOTrainer; set it to False")
-    if loss.aggregation == "token" and args.precompute_ref_log_probs and not loss.reference_free:
+    if loss.needs_token_logps and args.precompute_ref_log_probs and not loss.reference_free:
         raise ValueError(
-            f"precompute_ref_log_probs=True: the loss {loss.name!r} has aggregation='token', which needs the "
-            "reference's per-token log-probs, but TRL precomputes only their sums; set precompute_ref_log_probs=False"
+            f"precompute_ref_log_probs=True: the loss {loss.name!r} reads per-token log-probs (aggregation="
+            f"{loss.aggregation!r}), including the reference's, but TRL precomputes only their sums; set "
+            "precompute_ref_log_probs=False"
         )
     if loss.reference_free and args.sync_ref_model:
         raise ValueError(f"sync_ref_model=True: the loss {loss.name!r} is reference-free; set sync_ref_model=False")
@@ -201,7 +211,8 @@ class MirrorDPOTrainer(DPOTrainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        """Mean over pairs of the MirrorLoss on this batch; logs DPOTrainer's metrics and ``mirror/*``."""
+        """``loss.reduce`` over the pairs of this micro-batch (module docstring); logs DPOTrainer's metrics and
+        ``mirror/*``."""
         mode = "train" if self.model.training else "eval"
         model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
         model_kwargs["use_cache"] = False
@@ -214,7 +225,7 @@ class MirrorDPOTrainer(DPOTrainer):
         per_token = outputs.log_probs[:, -mask.size(1):]  # [2B, T]
         batch = self._logp_batch(per_token, mask, inputs, model_kwargs, labels)
         out = self.mirror_loss(batch, validate=False)
-        loss = out.loss.mean()
+        loss = self.mirror_loss.reduce(out.loss)  # the mean, or Dr. DPO's log-mean-exp, over this micro-batch
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
             self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(outputs.aux_loss).mean().item())

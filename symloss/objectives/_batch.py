@@ -6,6 +6,7 @@ by the token axis ``T``. Chosen and rejected responses may have different length
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +14,9 @@ import torch
 
 Aggregation = Literal["sequence", "mean", "token"]
 AGGREGATIONS: tuple[str, ...] = ("sequence", "mean", "token")
+
+Reduction = Literal["mean", "logmeanexp"]
+REDUCTIONS: tuple[str, ...] = ("mean", "logmeanexp")
 
 LOGP_TOLERANCE = 1e-5
 """Log-probabilities above this are rejected as positive (rounding may give tiny positive values)."""
@@ -150,6 +154,34 @@ def aggregate(logps: torch.Tensor, mask: torch.Tensor | None, how: Aggregation) 
     if how == "mean":
         return total / mask.sum(-1).clamp(min=1).to(total.dtype)
     return total
+
+
+def reduce_pairs(per_pair: torch.Tensor, mask: torch.Tensor | None = None, *, how: Reduction = "mean",
+                 temperature: float = 1.0) -> torch.Tensor:
+    """The batch loss from per-pair losses l_i over the last axis: ``[..., B] -> [...]``.
+
+    mean:        L = (1/B) sum_i l_i
+    logmeanexp:  L = -b' log( (1/B) sum_i exp(-l_i / b') )        (Dr. DPO, Wu et al., ICLR 2025, arXiv 2407.07880)
+
+    with b' = ``temperature`` > 0, computed stably as -b' (logsumexp_i(-l_i / b') - log B). logmeanexp lies
+    between min_i l_i (b' -> 0) and the mean (b' -> inf); its gradient weights pair i by
+    softmax_i(-l_i / b'), so pairs with a large loss (likely flipped labels) count less. With one pair both
+    reductions equal l_1. ``mask`` (``[..., B]``, true where a pair counts) drops padded pairs: B becomes the
+    number of counted pairs, and a row with none gives 0.
+    """
+    if mask is None:
+        if how == "mean":
+            return per_pair.mean(-1)
+        scaled = -per_pair / temperature
+        return -temperature * (torch.logsumexp(scaled, dim=-1) - math.log(per_pair.shape[-1]))
+    mask = mask if mask.dtype == torch.bool else mask.bool()
+    count = mask.sum(-1)
+    if how == "mean":
+        return torch.where(mask, per_pair, 0.0).sum(-1) / count.clamp(min=1).to(per_pair.dtype)
+    empty = (count == 0).unsqueeze(-1)
+    scaled = (-per_pair / temperature).masked_fill(~mask, -math.inf).masked_fill(empty, 0.0)  # no NaN rows
+    out = -temperature * (torch.logsumexp(scaled, dim=-1) - count.clamp(min=1).to(per_pair.dtype).log())
+    return torch.where(count > 0, out, 0.0)
 
 
 @dataclass(frozen=True)

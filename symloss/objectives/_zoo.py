@@ -1,20 +1,17 @@
 """The baseline zoo: well-known preference losses written as MPO slots (TRL 1.16 formulas).
 
 Notation: z is the margin beta * (Delta log-ratio) unless a loss says otherwise; s-bar is a
-length-normalised log-prob. Each constructor returns a :class:`MirrorLoss`.
+length-normalised log-prob. Each constructor returns a :class:`MirrorLoss`; the noise-robust losses of
+2024-2026 are in ``_robust``, the registry of all of them in ``_registry``.
 """
 
 from __future__ import annotations
-
-import difflib
-from collections.abc import Callable
 
 import sympy as sp
 
 from symloss.expr import SYMBOLS, logsigmoid, relu, sigmoid, softplus
 from symloss.objectives._mirror import MirrorLoss
-
-LossFn = Callable[..., MirrorLoss]
+from symloss.validation import check_range
 
 _Z = SYMBOLS["z"]
 
@@ -25,17 +22,12 @@ def _exact(x: float) -> sp.Rational:
 
 
 def _check_beta(beta: float) -> float:
-    if not isinstance(beta, int | float) or isinstance(beta, bool) or not beta > 0:
-        raise ValueError(f"beta={beta!r}: must be a number > 0")
-    return float(beta)
+    return float(check_range("beta", beta, lo=0, lo_open=True, why="the scale of the margin"))
 
 
 def _check_smoothing(label_smoothing: float, upper: float, inclusive: bool) -> float:
-    ok = 0 <= label_smoothing <= upper if inclusive else 0 <= label_smoothing < upper
-    if not ok:
-        bracket = "]" if inclusive else ")"
-        raise ValueError(f"label_smoothing={label_smoothing!r}: must lie in [0, {upper}{bracket}")
-    return float(label_smoothing)
+    return float(check_range("label_smoothing", label_smoothing, lo=0, hi=upper, hi_open=not inclusive,
+                             why="the assumed fraction of flipped labels"))
 
 
 def dpo(beta: float = 0.1) -> MirrorLoss:
@@ -52,7 +44,13 @@ def cdpo(beta: float = 0.1, label_smoothing: float = 0.1) -> MirrorLoss:
 
 def rdpo(beta: float = 0.1, label_smoothing: float = 0.1) -> MirrorLoss:
     """Robust DPO (Chowdhury et al. 2024), TRL ``robust``:
-    g(z) = [(1 - eps) softplus(-z) - eps softplus(z)] / (1 - 2 eps), eps in [0, 0.5)."""
+    g(z) = [(1 - eps) softplus(-z) - eps softplus(z)] / (1 - 2 eps), eps in [0, 0.5).
+
+    Unbounded below, as in TRL (kept on purpose, for parity): for z -> +inf, g(z) ~ -eps z / (1 - 2 eps)
+    and g'(z) -> -eps / (1 - 2 eps) < 0, so the loss keeps rewarding ever larger margins, on clean and
+    flipped pairs alike (a pair never stops pulling); for z -> -inf, g(z) ~ -(1 - eps) z / (1 - 2 eps).
+    g is the unbiased estimate of softplus(-z) under labels flipped with probability eps; its minimum over
+    a batch is -inf, so compare rdpo runs by return or accuracy, never by loss value."""
     eps = _exact(_check_smoothing(label_smoothing, 0.5, inclusive=False))
     link = ((1 - eps) * softplus(-_Z) - eps * softplus(_Z)) / (1 - 2 * eps)
     return MirrorLoss("u", link, beta=_check_beta(beta), name="rdpo")
@@ -75,8 +73,7 @@ def discopop(beta: float = 0.1, tau: float = 0.05) -> MirrorLoss:
     """DiscoPOP / LRML (Chris Lu et al. 2024), TRL ``discopop``:
     g(z) = softplus(-z) (1 - sigma(z / tau)) + e^-z sigma(z / tau), written as
     softplus(-z) sigma(-z / tau) + exp(-z + log sigma(z / tau)) so it never overflows."""
-    if not tau > 0:
-        raise ValueError(f"tau={tau!r}: must be > 0 (the modulation temperature)")
+    check_range("tau", tau, lo=0, lo_open=True, why="the modulation temperature")
     scaled = _Z / _exact(tau)
     link = softplus(-_Z) * sigmoid(-scaled) + sp.exp(-_Z + logsigmoid(scaled))
     return MirrorLoss("u", link, beta=_check_beta(beta), name="discopop")
@@ -85,7 +82,7 @@ def discopop(beta: float = 0.1, tau: float = 0.05) -> MirrorLoss:
 def simpo(beta: float = 2.0, gamma: float = 0.5) -> MirrorLoss:
     """SimPO (Meng et al. 2024): reference-free, length-normalised, z = beta (s-bar_w - s-bar_l),
     g(z) = softplus(gamma - z) = -log sigma(z - gamma)."""
-    link = softplus(_exact(gamma) - _Z)
+    link = softplus(_exact(check_range("gamma", gamma, why="the target margin")) - _Z)
     return MirrorLoss("u", link, beta=_check_beta(beta), aggregation="mean", reference_free=True, name="simpo")
 
 
@@ -96,8 +93,7 @@ def orpo(lam: float = 0.1) -> MirrorLoss:
     The imitation term is per pair: -u_w, the mean token log-prob of each chosen response, averaged over
     pairs. TRL's ORPOTrainer averages the cross-entropy over all chosen tokens of the batch instead; the
     two agree when chosen responses have equal lengths, and the odds-ratio term is identical."""
-    if not lam > 0:
-        raise ValueError(f"lam={lam!r}: must be > 0 (weight of the odds-ratio term, lambda in ORPO)")
+    check_range("lam", lam, lo=0, lo_open=True, why="weight of the odds-ratio term, lambda in ORPO")
     return MirrorLoss("u - log(1 - exp(u))", "softplus(-z)", "-u_w", beta=1.0, w_pref=float(lam),
                       w_imit=1.0, aggregation="mean", reference_free=True, name="orpo")
 
@@ -107,19 +103,3 @@ def ta_mpo(base: MirrorLoss | None = None, *, imitation: str = "-u_w") -> Mirror
     loss = t * g(z) + (1 - t) * psi(u_w), with t = training progress in [0, 1]; ``base`` defaults to DPO."""
     base = dpo() if base is None else base
     return base.replace(imitation=imitation, w_pref="t", w_imit="1 - t", name=f"ta_{base.name}")
-
-
-LOSSES: dict[str, LossFn] = {
-    "dpo": dpo, "cdpo": cdpo, "rdpo": rdpo, "ipo": ipo, "hinge": hinge, "discopop": discopop,
-    "simpo": simpo, "orpo": orpo, "ta_mpo": ta_mpo,
-}
-"""Name -> constructor of each zoo loss."""
-
-
-def get_loss(name: str, **kwargs: float) -> MirrorLoss:
-    """Build a zoo loss by name, e.g. ``get_loss("dpo", beta=0.1)``; unknown names get a suggestion."""
-    if name not in LOSSES:
-        close = difflib.get_close_matches(name, LOSSES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"loss={name!r}: unknown; the zoo has {sorted(LOSSES)}{hint}")
-    return LOSSES[name](**kwargs)

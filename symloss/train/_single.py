@@ -37,7 +37,7 @@ def train_single(loss: MirrorLoss, data: PreferenceData, config: TrainConfig, *,
         batch = LogpBatch(chosen, rejected, train["chosen_mask"][idx], train["rejected_mask"][idx],
                           train["ref_chosen_logps"][idx], train["ref_rejected_logps"][idx],
                           progress=step / config.steps)
-        value = loss(batch, validate=False).loss.mean()
+        value = loss.reduce(loss(batch, validate=False).loss)
         opt.zero_grad()
         value.backward()
         if config.max_grad_norm is not None:

@@ -117,7 +117,7 @@ def _member_losses(losses: Sequence[MirrorLoss], groups: list[tuple[int, int, in
             out = losses[p](batch, validate=False)
             if out.loss.shape != (hi - lo, b):
                 raise ValueError(f"loss shape {tuple(out.loss.shape)}, expected {(hi - lo, b)}")
-            out_loss.append(out.loss.mean(-1))
+            out_loss.append(losses[p].reduce(out.loss))  # mean over pairs, or Dr. DPO's log-mean-exp
             out_acc.append(out.accuracy.mean(-1))
         except Exception as exc:  # a candidate never raises inside a batch: it fails alone
             errors[p] = f"loss raised {type(exc).__name__}: {exc}"
