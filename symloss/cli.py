@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from symloss._cli_config import add_config_options, config_kwargs
 from symloss.bench import cli as bench_cli
-from symloss.integrations import load_loss
+from symloss.integrations import export_artefact, load_loss
 from symloss.objectives import LOSSES
 from symloss.search import LossSearch, SearchConfig
 from symloss.train import BenchmarkFitness, TrainConfig
@@ -170,8 +170,6 @@ def _export_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from symloss.integrations import export_artefact
-
     extra = {k: v for k, v in (("model", args.model), ("dataset", args.dataset)) if v is not None}
     text = export_artefact(args.artefact, args.fmt, args.out, force=args.force, **extra)
     if args.out is None:

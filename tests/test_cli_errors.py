@@ -136,3 +136,41 @@ def test_export_out_must_not_be_a_directory(tmp_path, capsys):
     line = one_line_error(["export", "dpo", "--out", str(tmp_path)], capsys)
     assert line == (f"symloss export: error: --out {tmp_path}: is a directory; give a file name, e.g. "
                     f"{tmp_path / 'loss.tex'}")
+
+
+def _help(command: str, capsys, monkeypatch) -> str:
+    monkeypatch.setenv("COLUMNS", "100")  # the same wrapping for both commands
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return capsys.readouterr().out
+
+
+def _options(section: str) -> dict[str, str]:
+    """``--flag`` -> its help text (wrapping removed), from a block of argparse's help output."""
+    options: dict[str, str] = {}
+    for line in section.splitlines():
+        if line.startswith("  --"):
+            flag, _, text = line.strip().partition("  ")
+            current = options.setdefault(flag.split()[0].rstrip(","), "")
+            options[flag.split()[0].rstrip(",")] = current + text.strip()
+        elif options and line.startswith("      "):
+            options[next(reversed(options))] += " " + line.strip()
+    return options
+
+
+def test_search_and_eval_list_the_same_protocol_options_with_the_same_defaults(capsys, monkeypatch):
+    from dataclasses import fields
+
+    from symloss.train import TrainConfig
+
+    helps = {command: _help(command, capsys, monkeypatch) for command in ("search", "eval")}
+    title = "training protocol (each option"
+    sections = {command: text[text.index(title):] for command, text in helps.items()}
+    search, evaluate = _options(sections["search"]), _options(sections["eval"])
+    flags = {"--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
+    assert set(search) == set(evaluate) == flags
+    assert search == evaluate
+    assert all(text.endswith("(default: from --protocol)") for text in search.values())
+    assert "Adam learning rate; > 0." in search["--lr"]
+    protocol = {command: _options(text[:text.index(title)])["--protocol"] for command, text in helps.items()}
+    assert protocol["search"].endswith("(default: search)") and protocol["eval"].endswith("(default: final)")

@@ -19,9 +19,8 @@ import pytest
 import torch
 
 from symloss import bench
-from symloss.bench import _dataset
+from symloss.bench import _dataset, load_reference
 from symloss.search import CheckpointError, LossSearch, MirrorTargetFitness, RunDirError
-from symloss.bench import load_reference
 
 CANARY = "CANARY"  # replaced by each test's canary path
 

@@ -1,5 +1,11 @@
 """The MuJoCo preference benchmark: behaviour policies, preference datasets, token policies, batched evaluation.
 
+In the main flow, bench feeds the trainer (``symloss.train``) its data and its score: behaviour policies
+roll out segments, which are paired and labelled into a preference dataset of controlled quality
+(``build_dataset``, cached); the SFT reference is behaviour cloning on the chosen segments
+(``load_reference``, fitted once and cached); policies act on tokenised actions (``TokenPolicySpec``), and
+``evaluate`` runs greedy episodes of many policies at once on simulator threads.
+
 Typical use::
 
     from symloss import bench

@@ -14,8 +14,8 @@ tasks); ``tell`` records the results and selects survivors; a checkpoint is writ
 >>> search.fit().hall_of_fame_.head()                                    # doctest: +SKIP
 """
 
-from symloss.search._checkpoint import CheckpointError
 from symloss.expr import tree_from_string
+from symloss.search._checkpoint import CheckpointError
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig, split_fields
 from symloss.search._evolve import ZOO_SEEDS, Candidate, SearchState, ask, build_operators, tell
 from symloss.search._fitness import (

@@ -63,7 +63,8 @@ class LossSearch:
         config: a :class:`SearchConfig`; or give its fields, and TrainConfig fields overriding the protocol's
             (``steps=50``), as keyword arguments instead.
         fitness: a callable ``losses -> [FitnessResult | float]`` (or a ``PopulationResult``) scoring a whole
-            generation at once; None: :class:`symloss.train.BenchmarkFitness` with ``config.train``.
+            generation at once; None: :class:`symloss.train.BenchmarkFitness` with ``config.train`` (a name,
+            ``"return"`` or ``"offline"``, sets ``config.train.fitness``).
         progress: show a live progress display.
 
     Fitted attributes: ``hall_of_fame_`` (DataFrame: rank, fitness_mean, fitness_std, complexity, latex,
@@ -73,6 +74,8 @@ class LossSearch:
 
     def __init__(self, config: SearchConfig | None = None, *, fitness: FitnessFn | None = None,
                  progress: bool = True, **kwargs: Any) -> None:
+        if isinstance(fitness, str):  # a built-in fitness by name is the protocol's field (fitness="offline")
+            kwargs, fitness = {**kwargs, "fitness": fitness}, None
         if config is not None and kwargs:
             raise ValueError(f"give either config= or SearchConfig fields, not both (got {sorted(kwargs)})")
         self.config = config if config is not None else SearchConfig.from_dict(kwargs)

@@ -7,7 +7,6 @@ member's ``MirrorLoss`` from ``symloss.objectives``, clipped Adam) and scores th
 protocol's fitness (simulator return or offline accuracy), giving a :class:`PopulationResult`. The
 protocols are named presets, ``PROTOCOLS`` ("search", "final"): ``TrainConfig.preset("final", seeds=10)``.
 
-
 >>> from symloss import bench, objectives, train                              # doctest: +SKIP
 >>> ds = bench.build_dataset("hopper", "noisy")
 >>> spec = bench.spec_for_dataset(ds); ref = bench.fit_reference(spec, ds)
