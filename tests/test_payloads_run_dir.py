@@ -109,7 +109,8 @@ def test_a_tampered_checkpoint_is_refused_and_nothing_runs(finished_run, tmp_pat
 
 
 CONFIG_FIELDS = ["env", "dataset", "base", "device", "selection", "executor", "slots", "primitives", "population",
-                 "unknown field"]
+                 "unknown field", "train.device", "train.fitness", "train.steps", "train.unknown field"]
+"""Fields of config.json; ``train.x``: field x of the stored training protocol."""
 
 
 @pytest.mark.parametrize("field", CONFIG_FIELDS)
@@ -120,16 +121,17 @@ def test_a_tampered_config_is_refused_and_nothing_runs(finished_run, tmp_path, m
     canary = tmp_path / "ran"
     config = json.loads((run_dir / "config.json").read_text())
     payload = _payloads(canary)[index]
-    if field == "unknown field":
-        config[payload] = 1
+    where, name = (config["train"], field[6:]) if field.startswith("train.") else (config, field)
+    if name == "unknown field":
+        where[payload] = 1
     else:
-        config[field] = [payload] if field in ("slots", "primitives") else payload
+        where[name] = [payload] if name in ("slots", "primitives") else payload
     (run_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError) as info:  # RunDirError, ConfigError: each names the field
         LossSearch.resume(run_dir, progress=False, generations=3).fit()
     assert not canary.exists()
     assert "\n" not in str(info.value)
-    assert isinstance(info.value, RunDirError) or field in str(info.value) or (
+    assert isinstance(info.value, RunDirError) or name in str(info.value) or (
         field == "dataset" and "variant=" in str(info.value))
 
 

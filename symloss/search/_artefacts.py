@@ -40,24 +40,16 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     if not isinstance(stored, dict):
         raise RunDirError(f"{path}: holds a JSON {type(stored).__name__}, not a SearchConfig object; fix the "
                           "file, or start a new run in another directory")
-    _check_fields(path, stored, top=True)
-    return stored
-
-
-def _check_fields(path: Path, stored: dict[str, Any], top: bool = False) -> None:
-    """Every field name is a plain identifier and every value a number, a short text or a list of them;
-    at the top, ``train`` is an object of such fields."""
-    for name, value in stored.items():
+    train = stored["train"] if isinstance(stored.get("train"), dict) else {}  # the protocol's fields
+    for name, value in [*stored.items(), *train.items()]:
         if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
             raise RunDirError(f"{path}: field name {short_repr(name)} is not a SearchConfig field name; fix the "
                               "file, or start a new run in another directory")
-        if top and name == "train" and isinstance(value, dict):
-            _check_fields(path, value)
-            continue
-        if not all(_config_scalar(v) for v in (value if isinstance(value, list) else [value])):
+        if value is not train and not all(_config_scalar(v) for v in (value if isinstance(value, list) else [value])):
             raise RunDirError(f"{path}: {short_repr(name)}={short_repr(value)}: must be a number, a text of at "
                               f"most {MAX_CONFIG_TEXT} characters, or a list of them; fix the file, or start a new "
                               "run in another directory")
+    return stored
 
 
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")

@@ -119,7 +119,7 @@ class LossSearch:
         fitness = self._fitness_fn()
         validate = getattr(fitness, "validate", None)
         if callable(validate):
-            validate()  # env and dataset names, the device
+            validate()  # env and dataset names (the device is checked by the protocol, a TrainConfig)
         with self._run_dir() as run_dir:
             state = self._initial_state(ops, run_dir)
             prepare = getattr(fitness, "prepare", None)
