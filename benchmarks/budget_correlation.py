@@ -29,7 +29,6 @@ from scipy.stats import spearmanr
 from symloss import bench
 from symloss.expr import canonical_key, check_mirror, make_pset, tree_to_sympy
 from symloss.objectives import dpo
-from symloss.search._train_fitness import cached_reference
 from symloss.train import PopulationTrainer, TrainConfig, offline_fitness, prepare_data, return_fitness
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -75,7 +74,7 @@ def main() -> None:
     start = time.perf_counter()
     ds = bench.build_dataset("hopper", "noisy", seed=0)
     spec = bench.spec_for_dataset(ds, n_bins=11)
-    data = prepare_data(ds, spec, cached_reference(ds, spec, steps=1500, seed=0), holdout_fraction=0.1)
+    data = prepare_data(ds, spec, bench.load_reference(ds, spec, seed=0), holdout_fraction=0.1)
     losses = random_candidates(args.candidates, args.seed, args.beta)
     scores = {}
     for steps in args.steps:

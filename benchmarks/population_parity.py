@@ -18,7 +18,6 @@ import torch
 
 from symloss import bench
 from symloss.objectives import dpo, orpo
-from symloss.search._train_fitness import cached_reference
 from symloss.train import PopulationTrainer, TrainConfig, prepare_data, train_single
 
 EVAL_SEED = 10_000
@@ -27,7 +26,7 @@ EVAL_SEED = 10_000
 def run(variant: str, args: argparse.Namespace) -> list[str]:
     ds = bench.build_dataset("hopper", variant, seed=0)
     spec = bench.spec_for_dataset(ds, n_bins=11)
-    reference = cached_reference(ds, spec, steps=1500, seed=0)
+    reference = bench.load_reference(ds, spec, seed=0)
     data = prepare_data(ds, spec, reference, holdout_fraction=0.0)
     cfg = TrainConfig(steps=args.steps, batch_size=64, lr=3e-4, max_grad_norm=None, episodes=args.episodes,
                       eval_seed=EVAL_SEED, fitness="return")

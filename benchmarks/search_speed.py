@@ -19,15 +19,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--generations", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=SearchConfig().steps)
+    parser.add_argument("--steps", type=int, default=SearchConfig().train.steps)
     parser.add_argument("--fitness", default="return", choices=("return", "offline"))
     parser.add_argument("--synthetic", action="store_true", help="known-answer fitness: no training at all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="trainer device: cpu or cuda")
     args = parser.parse_args()
     fitness = MirrorTargetFitness("u - log(1 - exp(u))") if args.synthetic else None
-    config = SearchConfig(population=args.population, generations=args.generations, steps=args.steps,
-                          fitness=args.fitness, seed=args.seed, device=args.device)
+    config = SearchConfig.from_dict(dict(population=args.population, generations=args.generations, steps=args.steps,
+                                         fitness=args.fitness, seed=args.seed, device=args.device))
     start = time.perf_counter()
     search = LossSearch(config, fitness=fitness, progress=False).fit()
     wall = time.perf_counter() - start

@@ -27,7 +27,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 import symloss as sl  # noqa: E402
-from symloss.integrations._trl_tiny import tiny_gpt2, tiny_tokenizer, toy_corpus, toy_preferences  # noqa: E402
+from symloss.integrations import tiny_gpt2, tiny_tokenizer, toy_corpus, toy_preferences  # noqa: E402
 from symloss.integrations.trl import MirrorDPOConfig, MirrorDPOTrainer  # noqa: E402
 
 PAIRS = [("sigmoid", sl.objectives.dpo), ("ipo", sl.objectives.ipo), ("discopop", sl.objectives.discopop)]

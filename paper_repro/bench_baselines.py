@@ -3,20 +3,24 @@
     python paper_repro/bench_baselines.py                 # both envs, clean / noisy / mixed, paper sizes
     python paper_repro/bench_baselines.py --quick         # small sizes, a smoke run (~1 minute)
     python paper_repro/bench_baselines.py --envs hopper --variants clean noisy mixed \
-        --seeds 1,2,3 --shared-reference --steps 600 --lr 3e-4 --dpo-beta 1.0    # the multi-seed protocol
+        --shared-reference --dpo-beta 1.0                 # the multi-seed study, at the final protocol
 
-For each env x variant: build the dataset (cached), fit the SFT reference (behaviour cloning on the chosen
-segments), train one policy from it with DPO (beta ``--dpo-beta``, default 0.1, summed token log-probs) and
-one with ORPO (lambda 0.1, length-normalised log-odds + NLL of the chosen) and evaluate each with
-``symloss.bench.evaluate`` (greedy actions, ``--episodes`` episodes from reset seeds 10000 + seed + e).
+Training and scoring follow a named protocol of ``symloss.train.PROTOCOLS`` (``--protocol``, default
+``final``: steps, pairs per step, lr, clipping, seeds, episodes, start states); ``--steps``, ``--lr``,
+``--episodes`` and ``--seeds`` override its values. For each env x variant: build the dataset (cached), fit
+the SFT reference (behaviour cloning on the chosen segments), train policies from it with DPO (beta
+``--dpo-beta``, default 0.1, summed token log-probs) and ORPO (lambda 0.1, length-normalised log-odds + NLL
+of the chosen) and evaluate each with ``symloss.bench.evaluate`` (greedy actions, the protocol's episodes
+from reset seeds ``eval_seed + seed + e``).
 
-Without ``--seeds``: one seed, a plain single-policy Adam loop (``train_po``); the table shows the std over
-episodes. With ``--seeds 1,2,3``: {DPO, ORPO} x seeds are trained at once by ``symloss.train.PopulationTrainer``
-(seed s = minibatch order; every member starts at the reference, no gradient clipping, all members evaluated
-on the same episodes); the table shows mean ± std over seeds of each seed's mean return, and the gain over
-the SFT reference. ``--shared-reference``: one SFT reference (and observation normalisation) per env, fitted
-on the ``clean`` variant's chosen segments, starts every variant, so differences between variants come from
-the preference pairs alone, not from a reference fitted on each variant's (possibly flipped) chosen segments.
+{DPO, ORPO} x the protocol's seeds are trained at once by ``symloss.train.PopulationTrainer`` (seed s =
+minibatch order; every member starts at the reference, all members evaluated on the same episodes); the
+table shows mean ± std over seeds of each seed's mean return, and the gain over the SFT reference.
+``--plain``: one seed, a plain single-policy Adam loop (``train_po``, the first table's loop); the table
+shows the std over episodes. ``--shared-reference``: one SFT reference (and observation normalisation) per
+env, fitted on the ``clean`` variant's chosen segments, starts every variant, so differences between
+variants come from the preference pairs alone, not from a reference fitted on each variant's (possibly
+flipped) chosen segments.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 import torch
 
 from symloss.bench import (
+    REFERENCE_STEPS,
     build_dataset,
     evaluate,
     fit_reference,
@@ -42,31 +47,23 @@ from symloss.bench import (
 )
 from symloss.bench import token_logps as _token_logps
 from symloss.objectives import LogpBatch, MirrorLoss, dpo, orpo
-from symloss.train import PopulationTrainer, TrainConfig, prepare_data
+from symloss.train import PROTOCOLS, PopulationTrainer, TrainConfig, prepare_data
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-EVAL_SEED = 10_000
-"""Episode e of every evaluated policy starts from ``reset(seed=EVAL_SEED + cfg.seed + e)``."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class BaselineConfig:
     """Hyperparameters of the baseline runs."""
 
-    steps: int = 1500
-    """Adam steps of DPO / ORPO."""
-    sft_steps: int = 1500
+    protocol: TrainConfig = PROTOCOLS["final"]
+    """How DPO / ORPO are trained and scored: steps, pairs per step, lr, clipping, seeds, episodes."""
+    sft_steps: int = REFERENCE_STEPS
     """Adam steps of the SFT reference."""
-    batch_size: int = 64
-    """Pairs per step."""
-    lr: float = 3e-4
-    """Adam learning rate of DPO / ORPO."""
     n_bins: int = 11
     """Bins per action dimension."""
-    episodes: int = 10
-    """Evaluation episodes per policy."""
     seed: int = 0
-    """Seed of datasets, reference initialisation and evaluation (and of one-seed minibatches)."""
+    """Seed of datasets, reference initialisation and evaluation (and of ``--plain`` minibatches)."""
     dpo_beta: float = 0.1
     """beta of DPO; > 0."""
 
@@ -80,26 +77,30 @@ def _logps_in_chunks(spec, params, obs, bins, chunk: int = 512) -> torch.Tensor:
 
 def train_po(spec, ref: dict[str, torch.Tensor], data: dict[str, torch.Tensor], loss: MirrorLoss,
              cfg: BaselineConfig) -> tuple[dict[str, torch.Tensor], float]:
-    """Train one policy from ``ref`` with ``loss``; returns (params, mean train accuracy of the last 10%)."""
+    """Train one policy from ``ref`` with ``loss`` (the protocol's steps, batch, lr and clipping); returns
+    (params, mean train accuracy of the last 10%)."""
+    protocol = cfg.protocol
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     ref_w = _logps_in_chunks(spec, ref, data["chosen_obs"], data["chosen_bins"])
     ref_l = _logps_in_chunks(spec, ref, data["rejected_obs"], data["rejected_bins"])
     params = {k: v.clone().requires_grad_() for k, v in ref.items()}
-    opt = torch.optim.Adam(params.values(), lr=cfg.lr)
+    opt = torch.optim.Adam(params.values(), lr=protocol.lr, betas=protocol.betas, eps=protocol.eps)
     n, accs = data["chosen_obs"].shape[0], []
-    for step in range(cfg.steps):
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+    for step in range(protocol.steps):
+        idx = torch.randint(0, n, (protocol.batch_size,), generator=gen)
         obs = torch.cat([data["chosen_obs"][idx], data["rejected_obs"][idx]])
         bins = torch.cat([data["chosen_bins"][idx], data["rejected_bins"][idx]])
-        logp_w, logp_l = _token_logps(spec, params, obs, bins)[0].split(cfg.batch_size)
+        logp_w, logp_l = _token_logps(spec, params, obs, bins)[0].split(protocol.batch_size)
         batch = LogpBatch(logp_w, logp_l, data["chosen_mask"][idx], data["rejected_mask"][idx],
                           None if loss.reference_free else ref_w[idx],
-                          None if loss.reference_free else ref_l[idx], progress=step / cfg.steps)
+                          None if loss.reference_free else ref_l[idx], progress=step / protocol.steps)
         out = loss(batch)
         opt.zero_grad()
         out.loss.mean().backward()
+        if protocol.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(list(params.values()), protocol.max_grad_norm)
         opt.step()
-        if step >= 0.9 * cfg.steps:
+        if step >= 0.9 * protocol.steps:
             accs.append(float(out.accuracy.float().mean()))
     return {k: v.detach() for k, v in params.items()}, sum(accs) / max(len(accs), 1)
 
@@ -133,16 +134,15 @@ def run_cell_seeds(env: str, variant: str, cfg: BaselineConfig, n_pairs: int | N
         ref = fit_reference(spec, ds, steps=cfg.sft_steps, seed=cfg.seed)
     else:
         spec, ref = shared
-    tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, max_grad_norm=None,
-                       episodes=cfg.episodes, eval_seed=EVAL_SEED + cfg.seed, fitness="return")
+    tcfg = dataclasses.replace(cfg.protocol, eval_seed=cfg.protocol.eval_seed + cfg.seed, fitness="return")
     losses = _losses(cfg)
     result = PopulationTrainer(tcfg).fit(list(losses.values()), prepare_data(ds, spec, ref, holdout_fraction=0.0),
                                          seeds=seeds)
-    sft, sft_std = evaluate(spec, ref, env, episodes=cfg.episodes, seed=EVAL_SEED + cfg.seed)
+    sft, sft_std = evaluate(spec, ref, env, episodes=tcfg.episodes, seed=tcfg.eval_seed)
     row: dict = {"env": env, "variant": variant, "pairs": ds.num_rows, "label_acc": _label_acc(ds),
                  "seeds": list(seeds), "shared_reference": shared is not None,
                  "sft": (float(sft[0]), float(sft_std[0]))}
-    last = max(1, cfg.steps // 10)
+    last = max(1, tcfg.steps // 10)
     for p, name in enumerate(losses):
         row[name] = (float(result.fitness[p]), float(result.fitness_std[p]))
         row[f"{name}_per_seed"] = [float(x) for x in result.fitness_per_seed[p]]
@@ -165,7 +165,8 @@ def run_cell(env: str, variant: str, cfg: BaselineConfig, n_pairs: int | None) -
     for name, loss in _losses(cfg).items():
         policies[name], row[f"{name}_train_acc"] = train_po(spec, ref, data, loss, cfg)
     for name, params in policies.items():
-        mean, std = evaluate(spec, params, env, episodes=cfg.episodes, seed=EVAL_SEED + cfg.seed)
+        mean, std = evaluate(spec, params, env, episodes=cfg.protocol.episodes,
+                             seed=cfg.protocol.eval_seed + cfg.seed)
         row[name] = (float(mean[0]), float(std[0]))
     row["minutes"] = (time.time() - start) / 60
     print(json.dumps(row), flush=True)
@@ -219,31 +220,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=["hopper", "tla"])
     parser.add_argument("--variants", nargs="+", default=["clean", "noisy", "mixed", "noisy+mixed"])
-    parser.add_argument("--quick", action="store_true", help="256 pairs, 200 steps, 3 episodes")
+    parser.add_argument("--quick", action="store_true", help="256 pairs, 200 steps, 300 SFT steps, 3 episodes")
+    parser.add_argument("--protocol", default="final", choices=sorted(PROTOCOLS),
+                        help="training protocol of symloss.train.PROTOCOLS (default: final)")
     parser.add_argument("--seeds", type=_seed_list, default=None,
-                        help="e.g. 1,2,3: train DPO / ORPO x these minibatch seeds at once (PopulationTrainer) "
-                             "and report mean ± std over seeds; default: one seed, plain loop")
+                        help="e.g. 1,2,3: the training seeds (default: the protocol's)")
+    parser.add_argument("--plain", action="store_true", help="one seed, the plain single-policy Adam loop")
     parser.add_argument("--shared-reference", action="store_true",
                         help="one SFT reference per env, fitted on the clean variant's chosen segments")
-    parser.add_argument("--steps", type=int, default=None, help="DPO / ORPO Adam steps (default 1500)")
-    parser.add_argument("--lr", type=float, default=None, help="DPO / ORPO learning rate (default 3e-4)")
+    parser.add_argument("--steps", type=int, default=None, help="DPO / ORPO Adam steps (default: the protocol's)")
+    parser.add_argument("--lr", type=float, default=None, help="DPO / ORPO learning rate (default: the protocol's)")
     parser.add_argument("--dpo-beta", type=float, default=None, help="DPO beta (default 0.1)")
-    parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default 10)")
+    parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default: the protocol's)")
     parser.add_argument("--write", action="store_true", help="append the table to paper_repro/RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = BaselineConfig(steps=200, sft_steps=300, episodes=3) if args.quick else BaselineConfig()
-    given = {"steps": args.steps, "lr": args.lr, "dpo_beta": args.dpo_beta, "episodes": args.episodes}
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
+    quick = {"steps": 200, "episodes": 3} if args.quick else {}
+    given = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("episodes", args.episodes)) if v is not None}
+    cfg = BaselineConfig(protocol=TrainConfig.preset(args.protocol, **{**quick, **given}),
+                         **({"sft_steps": 300} if args.quick else {}),
+                         **({} if args.dpo_beta is None else {"dpo_beta": args.dpo_beta}))
     n_pairs = 256 if args.quick else None
     rows = []
     for env in args.envs:
         shared = shared_reference(env, cfg, n_pairs) if args.shared_reference else None
         for variant in args.variants:
-            if args.seeds is None and shared is None:
+            if args.plain:
                 rows.append(run_cell(env, variant, cfg, n_pairs))
             else:
-                rows.append(run_cell_seeds(env, variant, cfg, n_pairs, args.seeds or [cfg.seed + 1], shared))
+                rows.append(run_cell_seeds(env, variant, cfg, n_pairs, args.seeds or cfg.protocol.seed_list, shared))
     text = table(rows)
     print(text)
     if args.write:
@@ -251,7 +256,7 @@ def main() -> None:
         with RESULTS.open("a") as f:
             f.write(f"{head}\n## MuJoCo benchmark baselines ({datetime.date.today().isoformat()})\n\n"
                     f"Command: `python paper_repro/bench_baselines.py {' '.join(sys.argv[1:])}`; "
-                    f"config: {cfg}; seeds: {args.seeds}; shared reference: {args.shared_reference}; "
+                    f"config: {cfg}; seeds: {args.seeds or cfg.protocol.seed_list}; shared reference: {args.shared_reference}; "
                     f"2-core CPU, no GPU.\n{text}\n")
 
 

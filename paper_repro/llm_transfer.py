@@ -55,8 +55,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import torch  # noqa: E402
 
-from symloss.integrations import load_loss  # noqa: E402
-from symloss.integrations._trl_tiny import tiny_gpt2, tiny_tokenizer  # noqa: E402
+from symloss.integrations import load_loss, tiny_gpt2, tiny_tokenizer  # noqa: E402
 from symloss.objectives import MirrorLoss, dpo, orpo  # noqa: E402
 
 

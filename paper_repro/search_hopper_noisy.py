@@ -3,11 +3,13 @@ objectives are more robust to label noise than DPO/ORPO).
 
 Run (small default, about 20-40 minutes on 2 cores):
     .venv/bin/python paper_repro/search_hopper_noisy.py
-Full scale: --population 64 --generations 20 --final-steps 2000 --final-episodes 10
+Full scale: --population 64 --generations 20 --final-steps 2000
 
-Steps: (1) LossSearch on Hopper ``noisy`` with the search budget; (2) the best loss, DPO and ORPO trained
-from the same SFT reference with the final budget on fresh seeds (not used by the search) and evaluated
-in the simulator; (3) a table appended to paper_repro/RESULTS.md, whichever way it comes out.
+Steps: (1) LossSearch on Hopper ``noisy`` with the ``search`` protocol (``symloss.train.PROTOCOLS``);
+(2) the best loss, DPO and ORPO trained from the same SFT reference with the ``final`` protocol (its own
+fresh seeds and start states, not used by the search) and evaluated in the simulator; (3) a table
+appended to paper_repro/RESULTS.md, whichever way it comes out. Every option left unset keeps its
+protocol's value; the ones given are written into the table's command line.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from pathlib import Path
 
 from symloss.objectives import dpo, orpo
 from symloss.search import LossSearch, SearchConfig
-from symloss.search._train_fitness import TrainerFitness
-from symloss.train import TrainConfig
+from symloss.train import BenchmarkFitness, TrainConfig
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+SEARCH_OPTIONS = {"steps": int, "lr": float, "batch_size": int, "fitness": str}
+"""Overrides of the search protocol (``--steps`` ...); unset: the ``search`` preset's value."""
+FINAL_OPTIONS = {"seeds": int, "steps": int, "episodes": int, "lr": float}
+"""Overrides of the final protocol (``--final-steps`` ...); unset: the ``final`` preset's value."""
+
+
+def _given(args: argparse.Namespace, names: dict, prefix: str = "") -> dict:
+    return {name: v for name in names if (v := getattr(args, prefix + name)) is not None}
 
 
 def main() -> None:
@@ -30,46 +39,44 @@ def main() -> None:
     parser.add_argument("--dataset", default="noisy")
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--generations", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=SearchConfig().steps, help="search budget: training steps")
-    parser.add_argument("--fitness", default="return", choices=("return", "offline"))
-    parser.add_argument("--lr", type=float, default=SearchConfig().lr, help="search budget: learning rate")
-    parser.add_argument("--batch-size", type=int, default=SearchConfig().batch_size)
+    for name, kind in SEARCH_OPTIONS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help="search protocol override")
     parser.add_argument("--beta", type=float, default=0.1, help="beta of the search template and of DPO")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--final-seeds", default="100,101,102")
-    parser.add_argument("--final-steps", type=int, default=600)
-    parser.add_argument("--final-episodes", type=int, default=5)
-    parser.add_argument("--final-lr", type=float, default=3e-4)
+    for name, kind in FINAL_OPTIONS.items():
+        parser.add_argument(f"--final-{name}", type=kind, help="final protocol override")
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--no-write", action="store_true", help="do not append to paper_repro/RESULTS.md")
     args = parser.parse_args()
 
     start = time.perf_counter()
     run_dir = args.run_dir or f"runs/repro-{args.env}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = SearchConfig(env=args.env, dataset=args.dataset, population=args.population,
-                          generations=args.generations, steps=args.steps, fitness=args.fitness, seed=args.seed,
-                          lr=args.lr, batch_size=args.batch_size, beta=args.beta, run_dir=run_dir)
+    config = SearchConfig.from_dict({"env": args.env, "dataset": args.dataset, "population": args.population,
+                                     "generations": args.generations, "seed": args.seed, "beta": args.beta,
+                                     "run_dir": run_dir, "protocol": "search", **_given(args, SEARCH_OPTIONS)})
     search = LossSearch(config, progress=True).fit()
     search_minutes = (time.perf_counter() - start) / 60
     best = search.best_
-    seeds = [int(s) for s in args.final_seeds.split(",")]
-    final = TrainConfig(steps=args.final_steps, batch_size=64, episodes=args.final_episodes,
-                        lr=args.final_lr, fitness="return")
-    evaluate = TrainerFitness(env=args.env, dataset=args.dataset, train_config=final, seeds=seeds)
+    final = TrainConfig.preset("final", fitness="return", **_given(args, FINAL_OPTIONS, "final_"))
+    result = BenchmarkFitness(env=args.env, dataset=args.dataset, protocol=final)([best, dpo(beta=args.beta), orpo()])
     names = ["discovered", f"dpo (beta {args.beta})", "orpo"]
-    results = evaluate([best, dpo(beta=args.beta), orpo()])
-    rows = [f"| {n} | {r.mean:.1f} | {r.std:.1f} | {'ok' if r.ok else r.reason} |" for n, r in zip(names, results)]
-    verdict = "beats" if results[0].mean > max(results[1].mean, results[2].mean) else "does not beat"
+    rows = [f"| {n} | {m:.1f} | {s:.1f} | {st if st == 'ok' else why} |" for n, m, s, st, why
+            in zip(names, result.fitness.tolist(), result.fitness_std.tolist(), result.status, result.reason)]
+    means = result.fitness.tolist()
+    verdict = "beats" if means[0] > max(means[1], means[2]) else "does not beat"
+    overrides = " ".join(f"--{name.replace('_', '-')} {v}" for name, v in _given(args, SEARCH_OPTIONS).items())
+    overrides += "".join(f" --final-{name} {v}" for name, v in _given(args, FINAL_OPTIONS, "final_").items())
     text = "\n".join([
         f"\n## Search on {args.env} `{args.dataset}` vs DPO and ORPO ({time.strftime('%Y-%m-%d')})",
         "",
         f"Command: `.venv/bin/python paper_repro/search_hopper_noisy.py --population {args.population} "
-        f"--generations {args.generations} --steps {args.steps} --lr {args.lr} --batch-size {args.batch_size} "
-        f"--beta {args.beta} --fitness {args.fitness} --final-steps {args.final_steps} --final-lr {args.final_lr} "
-        f"--final-episodes {args.final_episodes}` on a 2-core CPU (search "
-        f"{search_minutes:.0f} min, run dir `{run_dir}`).",
-        f"Final evaluation: {args.final_steps} training steps from the SFT reference, return over "
-        f"{args.final_episodes} episodes, fresh seeds {seeds}; mean and std over seeds.",
+        f"--generations {args.generations} --beta {args.beta} {overrides}`".replace("  ", " ")
+        + f" on a 2-core CPU (search {search_minutes:.0f} min, run dir `{run_dir}`).",
+        f"Search protocol: {config.train.steps} steps x {config.train.batch_size} pairs, lr {config.train.lr}, "
+        f"{config.train.seeds} seeds x {config.train.episodes} episodes, fitness {config.train.fitness}.",
+        f"Final evaluation (protocol `final`): {final.steps} steps x {final.batch_size} pairs at lr {final.lr} "
+        f"from the SFT reference, return over {final.episodes} episodes from reset seeds {final.eval_seed}.., "
+        f"fresh seeds {final.seed_list}; mean and std over seeds.",
         "",
         "| loss | return mean | std over seeds | status |",
         "|---|---|---|---|",

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from symloss.bench._envs import make_env
+from symloss.bench import make_env
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "symloss" / "bench" / "policies"
 LEVEL_FRACTIONS = {"weak": 0.2, "medium": 0.5}

@@ -1,6 +1,15 @@
 """symloss: symbolic discovery of preference-optimization losses.
 
-Import layers lazily so that ``import symloss`` stays cheap and has no side effects.
+The main flow, one layer per subpackage: the CLI (``symloss.cli``) builds a ``SearchConfig`` and runs a
+:class:`LossSearch` (``symloss.search``: ask for offspring, score the new ones with the fitness in one
+batched call, tell the results, checkpoint); the fitness is ``symloss.train.BenchmarkFitness``, which
+trains the candidate losses x seeds as one population of stacked policies and scores them under a named
+training protocol (``symloss.train.PROTOCOLS``); each candidate is a ``MirrorLoss`` of
+``symloss.objectives``, whose slots are expressions of ``symloss.expr`` (SymPy compiled to Torch);
+``symloss.bench`` feeds the data (MuJoCo preference datasets, the SFT reference) and the evaluation
+(batched rollouts). ``symloss.integrations`` hands a found loss to TRL.
+
+Layers are imported lazily so that ``import symloss`` stays cheap and has no side effects.
 """
 
 from __future__ import annotations

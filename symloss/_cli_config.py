@@ -53,36 +53,53 @@ def _tuple_parser(flag: str, hint: Any, example: tuple) -> Any:
     return parse
 
 
-def add_config_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """One ``--field-name`` option per field of ``cls`` (defaults left as None = the dataclass default)."""
+def add_config_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
+                       only: tuple[str, ...] | None = None, concrete: bool = False,
+                       defaults: dict[str, Any] | None = None, default_text: str | None = None) -> None:
+    """One ``--field-name`` option per field of ``cls`` (all, or ``only`` these, less ``skip``).
+
+    An option's value is None unless given (so the config's own default, or a preset's, applies); with
+    ``concrete`` it is the dataclass default; ``defaults`` gives other defaults by field. The help ends
+    with ``(default: <that default>)``, or ``(default: <default_text>)`` when that is given.
+    """
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
+    defaults = defaults or {}
     for field in dataclasses.fields(cls):
-        if field.name in skip:
+        if field.name in skip or (only is not None and field.name not in only):
             continue
         flag = "--" + field.name.replace("_", "-")
         default = field.default
         hint = hints[field.name]
         help_text = docs.get(field.name, "")
-        if isinstance(default, tuple):
-            fixed = Ellipsis not in typing.get_args(hint)
-            if fixed and default and isinstance(default[0], int | float) and min(default) < 0:
-                help_text += f" Write {flag}=A,B when A is negative."
-            help_text += f" (default: {','.join(map(str, default))})"
-        else:
-            help_text += f" (default: {default})"
-        help_text = help_text.replace("%", "%%")
+        shown = defaults.get(field.name, default)
+        fixed = isinstance(default, tuple) and Ellipsis not in typing.get_args(hint)
+        if fixed and default and isinstance(default[0], int | float) and min(default) < 0:
+            help_text += f" Write {flag}=A,B when A is negative."
+        if default_text is not None and field.name not in defaults:
+            shown = default_text
+        elif isinstance(shown, tuple):
+            shown = ",".join(map(str, shown))
+        help_text = f"{help_text} (default: {shown})".replace("%", "%%")
+        value = defaults.get(field.name, default if concrete else None)
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=help_text)
         elif isinstance(default, tuple):
-            parser.add_argument(flag, type=_tuple_parser(flag, hint, default), default=None,
+            parser.add_argument(flag, type=_tuple_parser(flag, hint, default), default=value,
                                 metavar="A,B" if fixed else "A,B,...", help=help_text)
-        elif typing.get_origin(hint) is typing.Literal:  # checked by the config, which suggests a close name
-            choices = "{" + ",".join(map(str, typing.get_args(hint))) + "}"
-            parser.add_argument(flag, default=None, metavar=choices, help=help_text)
+        elif choices := _literal_choices(hint):  # checked by the config, which suggests a close name
+            parser.add_argument(flag, default=value, metavar="{" + ",".join(map(str, choices)) + "}", help=help_text)
         else:
             kind = type(default) if default is not None else _optional_kind(hint)
-            parser.add_argument(flag, type=kind, default=None, help=help_text)
+            parser.add_argument(flag, type=kind, default=value, help=help_text)
+
+
+def _literal_choices(hint: Any) -> tuple:
+    """The choices of a ``Literal`` inside a union (``Literal["a", "b"] | Callable``), or ()."""
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    literals = [a for a in typing.get_args(hint) if typing.get_origin(a) is typing.Literal]
+    return typing.get_args(literals[0]) if literals else ()
 
 
 def _optional_kind(hint: Any) -> type:

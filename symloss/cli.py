@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from symloss._cli_config import add_config_options, config_kwargs
+from symloss.bench import cli as bench_cli
+from symloss.integrations import export_artefact, load_loss
+from symloss.objectives import LOSSES
+from symloss.search import LossSearch, SearchConfig
+from symloss.train import BenchmarkFitness, TrainConfig
 
 log = logging.getLogger("symloss")
 
@@ -41,13 +46,18 @@ def _verbose_option() -> argparse.ArgumentParser:
     return parent
 
 
-def _search_parser(subparsers: argparse._SubParsersAction) -> None:
-    from symloss.search import SearchConfig
+def _protocol_options(parser: argparse.ArgumentParser) -> None:
+    """The TrainConfig options, the same for every command that trains: each overrides the --protocol's."""
+    group = parser.add_argument_group("training protocol (each option overrides the --protocol preset's value)")
+    add_config_options(group, TrainConfig, default_text="from --protocol")
 
+
+def _search_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="evolve MPO losses on a preference benchmark (the main job)",
                               description="Search closed-form MPO losses with genetic programming.",
                               parents=[_verbose_option()])
-    add_config_options(p, SearchConfig, skip=("run_dir", "ray_address"))
+    add_config_options(p, SearchConfig, skip=("run_dir", "ray_address", "train"))
+    _protocol_options(p)
     p.add_argument("--run-dir", default=None,
                    help="new (or empty) run directory (default: runs/search-<date>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
@@ -73,9 +83,7 @@ def _new_run_dir(path: str) -> str:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from symloss.search import LossSearch, SearchConfig
-
-    kwargs = config_kwargs(args, SearchConfig)
+    kwargs = {**config_kwargs(args, SearchConfig), **config_kwargs(args, TrainConfig)}
     kwargs.pop("run_dir", None)
     progress = not args.no_progress
     if args.resume:
@@ -84,7 +92,8 @@ def run_search(args: argparse.Namespace) -> int:
                              "continue a run or --run-dir for a new one, not both")
         search = LossSearch.resume(args.resume, progress=progress, **kwargs)
     else:
-        config = SearchConfig(**kwargs, run_dir=args.run_dir or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}")
+        config = SearchConfig.from_dict({**kwargs, "run_dir": args.run_dir or
+                                         f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}"})
         _new_run_dir(config.run_dir)
         search = LossSearch(config, progress=progress)
     run_dir = search.config.run_dir
@@ -117,71 +126,33 @@ def _print_hall_of_fame(search) -> None:
         console.print("best loss (LaTeX):\n" + search.best_.latex(), markup=False)
 
 
-def _seed_list(text: str) -> list[int]:
-    """argparse ``type=`` of ``--seeds``: distinct non-negative integers, comma-separated."""
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 100,101,102") from None
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct integers >= 0, e.g. 100,101,102")
-    return seeds
-
-
 def _eval_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="train and score losses (zoo names or artefact files) on a benchmark",
-                              parents=[_verbose_option()])
+                              description="Train each loss with a training protocol (default: final) and "
+                                          "score it; one row per loss.", parents=[_verbose_option()])
     p.add_argument("losses", nargs="+", help="zoo names (dpo, orpo, ...) or artefact paths (best.json, run dirs)")
-    p.add_argument("--env", default="hopper", help="benchmark environment: hopper or tla (default: hopper)")
-    p.add_argument("--dataset", default="noisy", help="dataset variant: clean, bt, noisy, mixed, ... (default: noisy)")
-    p.add_argument("--n-pairs", type=int, default=None,
-                   help="preference pairs in the dataset (default: the paper's size, Hopper 5120, TLA 1280)")
-    p.add_argument("--seeds", type=_seed_list, default=[100, 101, 102], help="training seeds, comma-separated (default: 100,101,102)")
-    p.add_argument("--budget", default="final", choices=("search", "final"),
-                   help="named training budget of symloss.train.BUDGETS (default: final)")
-    p.add_argument("--fitness", default="return", choices=("return", "offline"),
-                   help="return: simulator episodes; offline: held-out preference accuracy (default: return)")
-    p.add_argument("--steps", type=int, default=None, help="override the budget's training steps (>= 1)")
-    p.add_argument("--episodes", type=int, default=None, help="override the budget's evaluation episodes (>= 1)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="Adam learning rate (default: 1e-4 for the search budget, 3e-4 for final, as in "
-                        "paper_repro/bench_baselines.py)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:<index> (default: cpu)")
+    add_config_options(p, SearchConfig, only=("env", "dataset", "n_pairs", "protocol"), concrete=True,
+                       defaults={"protocol": "final"})
+    _protocol_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_eval)
 
 
-def _load_any(name: str):
-    """A zoo name, a JSON artefact or a run directory (its best.json) as a MirrorLoss; never evaluates code."""
-    from symloss.integrations import load_loss
-
-    return load_loss(name)
-
-
 def run_eval(args: argparse.Namespace) -> int:
-    from symloss.bench import make_config
-    from symloss.search._train_fitness import TrainerFitness
-    from symloss.train import BUDGETS, TrainConfig
-
-    budget = BUDGETS[args.budget]
-    lr = args.lr if args.lr is not None else (3e-4 if args.budget == "final" else 1e-4)
-    config = TrainConfig(steps=budget.steps if args.steps is None else args.steps, batch_size=budget.batch_size,
-                         lr=lr, episodes=budget.episodes if args.episodes is None else args.episodes,
-                         fitness=args.fitness, device=args.device)
-    overrides = {} if args.n_pairs is None else {"n_pairs": args.n_pairs}
-    make_config(args.env, args.dataset, **overrides)  # a bad name or size fails before any work
-    losses = [_load_any(name) for name in args.losses]
-    fitness = TrainerFitness(env=args.env, dataset=args.dataset, train_config=config, seeds=args.seeds,
-                             progress=not args.no_progress, train_progress=not args.no_progress,
-                             dataset_overrides=overrides)
+    protocol = TrainConfig.preset(args.protocol, **config_kwargs(args, TrainConfig))
+    fitness = BenchmarkFitness(env=args.env, dataset=args.dataset, protocol=protocol,
+                               dataset_overrides={} if args.n_pairs is None else {"n_pairs": args.n_pairs},
+                               progress=not args.no_progress, train_progress=not args.no_progress)
+    fitness.validate()  # a bad name or size fails before any work
+    losses = [load_loss(name) for name in args.losses]  # zoo names, JSON artefacts, run dirs: never evaluated
     start = time.perf_counter()
-    results = fitness(losses)
-    print(f"{args.env}/{args.dataset}, budget {args.budget} ({config.steps} steps), seeds {args.seeds}, "
-          f"fitness {args.fitness}, {time.perf_counter() - start:.0f} s")
+    result = fitness(losses)
+    print(f"{args.env}/{args.dataset}, protocol {args.protocol} ({protocol.steps} steps), seeds "
+          f"{list(result.seeds)}, fitness {protocol.fitness}, {time.perf_counter() - start:.0f} s")
     print("| loss | fitness mean | std over seeds | status |\n|---|---|---|---|")
-    for name, result in zip(args.losses, results, strict=True):
-        status = "ok" if result.ok else result.reason
-        print(f"| {name} | {result.mean:.2f} | {result.std:.2f} | {status} |")
+    for name, mean, std, status, reason in zip(args.losses, result.fitness.tolist(), result.fitness_std.tolist(),
+                                               result.status, result.reason, strict=True):
+        print(f"| {name} | {mean:.2f} | {std:.2f} | {status if status == 'ok' else reason} |")
     return 0
 
 
@@ -199,8 +170,6 @@ def _export_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from symloss.integrations import export_artefact
-
     extra = {k: v for k, v in (("model", args.model), ("dataset", args.dataset)) if v is not None}
     text = export_artefact(args.artefact, args.fmt, args.out, force=args.force, **extra)
     if args.out is None:
@@ -216,8 +185,6 @@ def _zoo_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_zoo(args: argparse.Namespace) -> int:
-    from symloss.objectives import LOSSES
-
     for name, make in LOSSES.items():
         print(f"{name}:\n{make().latex()}\n")
     return 0
@@ -229,8 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _search_parser(sub)
     data = sub.add_parser("data", help="MuJoCo preference datasets")
-    from symloss.bench import cli as bench_cli
-
     bench_cli.register(data.add_subparsers(dest="data_command", required=True), parents=[_verbose_option()])
     _eval_parser(sub)
     _export_parser(sub)

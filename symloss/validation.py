@@ -15,11 +15,17 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["ConfigError", "check_bool", "check_choice", "check_device", "check_finite", "check_range",
-           "check_tuple", "did_you_mean"]
+           "check_tuple", "did_you_mean", "short_repr"]
 
 
 class ConfigError(ValueError):
     """A user-supplied value is out of its accepted range or set; the message names the fix."""
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message never repeats a huge input."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def did_you_mean(value: Any, choices: Iterable[str], *, cutoff: float = 0.6) -> str:

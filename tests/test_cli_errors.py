@@ -60,8 +60,12 @@ def one_line_error(argv: list[str], capsys) -> str:
     (["eval", "dpo", "--env", "hoper"], "symloss eval: error: env='hoper': unknown environment"),
     (["eval", "dpo", "--dataset", "noisey"], "variant='noisey': unknown variant"),
     (["eval", "dpo", "--device", "tpu"], "device='tpu': must be 'cpu', 'cuda' or 'cuda:<index>'"),
-    (["eval", "dpo", "--seeds", "1,a"], "argument --seeds: '1,a': expected comma-separated integers"),
-    (["eval", "dpo", "--seeds", "1,1"], "argument --seeds: '1,1': expected distinct integers >= 0"),
+    (["eval", "dpo", "--seeds", "1,a"], "argument --seeds: invalid int value: '1,a'"),
+    (["eval", "dpo", "--seeds", "0"], "symloss eval: error: seeds=0: must be an integer >= 1"),
+    (["eval", "dpo", "--first-seed", "-1"], "symloss eval: error: first_seed=-1: must be an integer >= 0"),
+    (["eval", "dpo", "--protocol", "fianl"], "symloss eval: error: protocol='fianl': must be one of ['search', "
+                                             "'final']; did you mean 'final'?"),
+    (["search", "--protocol", "serch"], "symloss search: error: protocol='serch': must be one of"),
     (["export", "dpo", "--format", "latx"], "symloss export: error: format='latx': must be one of ['latex', "
                                             "'python', 'json', 'trl']; did you mean 'latex'?"),
     (["data", "build", "hopper", "shufled"], "symloss data build: error: variant='shufled': unknown variant"),
@@ -132,3 +136,41 @@ def test_export_out_must_not_be_a_directory(tmp_path, capsys):
     line = one_line_error(["export", "dpo", "--out", str(tmp_path)], capsys)
     assert line == (f"symloss export: error: --out {tmp_path}: is a directory; give a file name, e.g. "
                     f"{tmp_path / 'loss.tex'}")
+
+
+def _help(command: str, capsys, monkeypatch) -> str:
+    monkeypatch.setenv("COLUMNS", "100")  # the same wrapping for both commands
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return capsys.readouterr().out
+
+
+def _options(section: str) -> dict[str, str]:
+    """``--flag`` -> its help text (wrapping removed), from a block of argparse's help output."""
+    options: dict[str, str] = {}
+    for line in section.splitlines():
+        if line.startswith("  --"):
+            flag, _, text = line.strip().partition("  ")
+            current = options.setdefault(flag.split()[0].rstrip(","), "")
+            options[flag.split()[0].rstrip(",")] = current + text.strip()
+        elif options and line.startswith("      "):
+            options[next(reversed(options))] += " " + line.strip()
+    return options
+
+
+def test_search_and_eval_list_the_same_protocol_options_with_the_same_defaults(capsys, monkeypatch):
+    from dataclasses import fields
+
+    from symloss.train import TrainConfig
+
+    helps = {command: _help(command, capsys, monkeypatch) for command in ("search", "eval")}
+    title = "training protocol (each option"
+    sections = {command: text[text.index(title):] for command, text in helps.items()}
+    search, evaluate = _options(sections["search"]), _options(sections["eval"])
+    flags = {"--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
+    assert set(search) == set(evaluate) == flags
+    assert search == evaluate
+    assert all(text.endswith("(default: from --protocol)") for text in search.values())
+    assert "Adam learning rate; > 0." in search["--lr"]
+    protocol = {command: _options(text[:text.index(title)])["--protocol"] for command, text in helps.items()}
+    assert protocol["search"].endswith("(default: search)") and protocol["eval"].endswith("(default: final)")

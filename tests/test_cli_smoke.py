@@ -59,7 +59,7 @@ def session(tmp_path_factory):
     """The session's ``$SYMLOSS_CACHE`` (the tiny dataset, built by the CLI, and a cheap SFT reference),
     and the output of ``symloss zoo``, run beside the build."""
     from symloss import bench
-    from symloss.search import _train_fitness
+    from symloss.bench import _reference
 
     root = tmp_path_factory.mktemp("symloss-cache")
     build, zoo = side_by_side(("data", "build", "hopper", "noisy", "--n-pairs", N_PAIRS, "--seed", "0",
@@ -73,9 +73,8 @@ def session(tmp_path_factory):
         return fit(spec, ds, **{**kw, "steps": 5})
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench, "fit_reference", cheap)
-        patch.setattr(_train_fitness, "fit_reference", cheap, raising=False)  # if imported by name there
-        _train_fitness.cached_reference(ds, spec, cache_dir=root)
+        patch.setattr(_reference, "fit_reference", cheap)  # what load_reference calls
+        bench.load_reference(ds, spec, cache_dir=root)
     return root, zoo
 
 
@@ -96,8 +95,8 @@ def run(cache, tmp_path_factory):
     script = run_dir.parent / "train_best.py"
     resumed, evaluated, exported = side_by_side(
         ("search", "--resume", str(run_dir), "--generations", "2", "--no-progress"),
-        ("eval", "dpo", str(artefact), "--n-pairs", N_PAIRS, "--budget", "search", "--steps", "2", "--episodes",
-         "1", "--seeds", "100", "--lr", "1e-3", "--no-progress"),
+        ("eval", "dpo", str(artefact), "--n-pairs", N_PAIRS, "--protocol", "search", "--steps", "2", "--episodes",
+         "1", "--seeds", "1", "--first-seed", "100", "--lr", "1e-3", "--no-progress"),
         ("export", str(artefact), "--format", "trl", "--out", str(script), "--model", "my/model"), cache=cache)
     return {"dir": run_dir, "first": first, "resumed": resumed, "artefact": artefact, "eval": evaluated,
             "script": script, "export": exported}
@@ -110,7 +109,8 @@ def test_search_with_run_dir_writes_the_artefacts_and_the_options(run):
     for name in ("config.json", "checkpoint.json", "log.jsonl", "best.json", "best.tex", "best.py",
                  "hall_of_fame.csv"):
         assert (run_dir / name).is_file(), name
-    config = json.loads((run_dir / "config.json").read_text())
+    stored = json.loads((run_dir / "config.json").read_text())
+    config = {**stored, **stored["train"]}  # the protocol's fields (lr) are stored under "train"
     assert {k: config[k] for k in ("n_pairs", "population", "parsimony", "lr", "beta", "constant_range",
                                    "init_depth", "selection", "temporal", "seed")} == {
         "n_pairs": 64, "population": 4, "parsimony": 0.01, "lr": 1e-3, "beta": 0.5, "constant_range": [-2.0, 2.0],
@@ -126,7 +126,7 @@ def test_resume_continues_the_run(run):
 
 def test_eval_scores_a_zoo_loss_and_a_search_artefact(run):
     out = ok(run["eval"])
-    assert "budget search (2 steps), seeds [100], fitness return" in out
+    assert "protocol search (2 steps), seeds [100], fitness return" in out
     assert "| dpo |" in out and f"| {run['artefact']} |" in out
     assert out.count("| ok |") == 2
 

@@ -19,9 +19,8 @@ import pytest
 import torch
 
 from symloss import bench
-from symloss.bench import _dataset
+from symloss.bench import _dataset, load_reference
 from symloss.search import CheckpointError, LossSearch, MirrorTargetFitness, RunDirError
-from symloss.search._train_fitness import cached_reference
 
 CANARY = "CANARY"  # replaced by each test's canary path
 
@@ -110,7 +109,8 @@ def test_a_tampered_checkpoint_is_refused_and_nothing_runs(finished_run, tmp_pat
 
 
 CONFIG_FIELDS = ["env", "dataset", "base", "device", "selection", "executor", "slots", "primitives", "population",
-                 "unknown field"]
+                 "unknown field", "train.device", "train.fitness", "train.steps", "train.unknown field"]
+"""Fields of config.json; ``train.x``: field x of the stored training protocol."""
 
 
 @pytest.mark.parametrize("field", CONFIG_FIELDS)
@@ -121,16 +121,17 @@ def test_a_tampered_config_is_refused_and_nothing_runs(finished_run, tmp_path, m
     canary = tmp_path / "ran"
     config = json.loads((run_dir / "config.json").read_text())
     payload = _payloads(canary)[index]
-    if field == "unknown field":
-        config[payload] = 1
+    where, name = (config["train"], field[6:]) if field.startswith("train.") else (config, field)
+    if name == "unknown field":
+        where[payload] = 1
     else:
-        config[field] = [payload] if field in ("slots", "primitives") else payload
+        where[name] = [payload] if name in ("slots", "primitives") else payload
     (run_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError) as info:  # RunDirError, ConfigError: each names the field
         LossSearch.resume(run_dir, progress=False, generations=3).fit()
     assert not canary.exists()
     assert "\n" not in str(info.value)
-    assert isinstance(info.value, RunDirError) or field in str(info.value) or (
+    assert isinstance(info.value, RunDirError) or name in str(info.value) or (
         field == "dataset" and "variant=" in str(info.value))
 
 
@@ -213,7 +214,7 @@ class Reduce:
 def reference_cache(dataset_cache):
     root, _, ds = dataset_cache
     spec = bench.spec_for_dataset(ds, hidden=(8,))
-    good = cached_reference(ds, spec, steps=2, cache_dir=root)
+    good = load_reference(ds, spec, steps=2, cache_dir=root)
     (path,) = (root / "references").glob("*.pt")
     return root, ds, spec, good, path
 
@@ -233,6 +234,6 @@ def test_a_tampered_reference_cache_is_refitted_and_nothing_runs(reference_cache
         blob = buffer.getvalue()
     path.write_bytes(blob)
     with pytest.warns(UserWarning, match="SFT reference cache .* is unusable"):
-        reference = cached_reference(ds, spec, steps=2, cache_dir=root)
+        reference = load_reference(ds, spec, steps=2, cache_dir=root)
     assert not canary.exists()
     assert all(torch.equal(reference[k], good[k]) for k in good)

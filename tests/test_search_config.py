@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from symloss.search import SearchConfig
+from symloss.search import LossSearch, SearchConfig, split_fields
+from symloss.train import PROTOCOLS, TrainConfig
 from symloss.validation import ConfigError
 
 
@@ -60,15 +63,15 @@ from symloss.validation import ConfigError
 ])
 def test_bad_config_states_what_is_accepted(kwargs, message):
     with pytest.raises(ValueError) as err:
-        SearchConfig(**kwargs)
+        SearchConfig.from_dict(kwargs)  # TrainConfig fields (steps, lr, ...) go to the protocol
     assert message in str(err.value)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
 def test_cuda_without_gpu_is_refused_at_once_unless_ray_workers_train():
     with pytest.raises(ConfigError, match="device='cuda': CUDA is not available here; use device='cpu'"):
-        SearchConfig(device="cuda")
-    assert SearchConfig(device="cuda", executor="ray").device == "cuda"  # the workers may have GPUs
+        SearchConfig.from_dict({"device": "cuda"})
+    assert SearchConfig.from_dict({"device": "cuda", "executor": "ray"}).train.device == "cuda"  # workers' GPUs
 
 
 def test_round_trip_lists_and_unknown_fields():
@@ -85,3 +88,33 @@ def test_stored_configs_without_new_fields_still_load():
     stored = SearchConfig().to_dict()
     del stored["n_pairs"]  # written before the field existed
     assert SearchConfig.from_dict(stored).n_pairs is None
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_the_protocol_is_held_not_copied_and_flat_keywords_reach_it():
+    config = SearchConfig.from_dict({"population": 8, "steps": 50, "lr": 3e-4, "seed": 4})
+    assert config.population == 8 and config.protocol == "search"
+    assert config.train == TrainConfig.preset("search", steps=50, lr=3e-4, eval_seed=4)  # episodes from seed
+    assert LossSearch(population=8, steps=50, lr=3e-4, seed=4).config == config
+    assert SearchConfig.from_dict({"protocol": "final"}).train.steps == PROTOCOLS["final"].steps
+    assert SearchConfig.from_dict(config.to_dict()) == config == SearchConfig.from_dict(config.flat())
+    assert split_fields({"population": 8, "steps": 50}) == ({"population": 8}, {"steps": 50})
+    with pytest.raises(ConfigError, match="stpes: unknown SearchConfig field; did you mean 'steps'"):
+        split_fields({"stpes": 5})
+    with pytest.raises(ConfigError, match="fitness=<function"):
+        SearchConfig(train=TrainConfig(fitness=lambda spec, params, ctx: None))
+    with pytest.raises(ConfigError, match="give the protocol as train=TrainConfig"):
+        SearchConfig.from_dict({"train": TrainConfig(), "steps": 3})
+
+
+def test_a_config_json_written_before_the_protocol_existed_still_loads():
+    """tests/fixtures/config_before_protocols.json: SearchConfig(population=6, generations=1, seed=1, steps=20,
+    episodes=2, fitness='offline').to_dict() as written by the version with flat protocol fields."""
+    stored = json.loads((FIXTURES / "config_before_protocols.json").read_text())
+    assert "train" not in stored and stored["steps"] == 20
+    config = SearchConfig.from_dict(stored)
+    assert config.train == TrainConfig.preset("search", steps=20, episodes=2, fitness="offline", eval_seed=1)
+    assert (config.train.seeds, config.train.batch_size, config.train.lr) == (2, 32, 1e-4)
+    assert config == SearchConfig.from_dict({**config.to_dict()})

@@ -29,8 +29,7 @@ from symloss.search import (
 )
 from symloss.search._evolve import initial_state, make_candidate
 from symloss.search._rng import drawing_from
-from symloss.search._train_fitness import TrainerFitness, data_u_ranges
-from symloss.train import TrainConfig
+from symloss.train import BenchmarkFitness, TrainConfig, data_u_ranges
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = "softplus(u)"
@@ -156,7 +155,7 @@ def test_data_u_ranges_follow_the_aggregation_the_loss_sees(long_data, aggregati
 
 
 def test_the_search_rejects_a_map_that_bends_on_the_data_range_naming_the_range(long_data, tmp_path):
-    fitness = TrainerFitness.from_data(long_data, TrainConfig(steps=1, batch_size=8, fitness="offline"), seeds=1)
+    fitness = BenchmarkFitness.from_data(long_data, TrainConfig(steps=1, batch_size=8, fitness="offline", seeds=1))
     expected = data_u_ranges(long_data.train, "sequence")
     assert expected["mirror"][0] < -100  # the data reaches far below the default range [-50, 0)
     run_dir = tmp_path / "run"

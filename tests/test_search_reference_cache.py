@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from symloss import bench
-from symloss.search._train_fitness import cached_reference, reference_problem
+from symloss.bench import _reference, load_reference, reference_problem
 
 STEPS = 3
 
@@ -31,7 +31,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("refcache")
     ds = bench.build_dataset("hopper", "clean", cache_dir=root, n_pairs=16, seg_len=10, progress=False)
     spec = bench.spec_for_dataset(ds, hidden=(8,))
-    good = cached_reference(ds, spec, steps=STEPS, cache_dir=root)
+    good = load_reference(ds, spec, steps=STEPS, cache_dir=root)
     (path,) = (root / "references").glob("*.pt")
     return ds, spec, good, path, root
 
@@ -80,7 +80,7 @@ def test_corrupt_reference_cache_is_refitted_with_a_warning(setup, tmp_path, nam
     canary = tmp_path / "ran"
     path.write_bytes(_corruptions(good, str(canary))[name])
     with pytest.warns(UserWarning, match=f"SFT reference cache {path} is unusable") as record:
-        reference = cached_reference(ds, spec, steps=STEPS, cache_dir=root)
+        reference = load_reference(ds, spec, steps=STEPS, cache_dir=root)
     assert not canary.exists()  # nothing in the file ran
     assert len(str(record[0].message)) < 400  # one line, not torch's page-long unpickling advice
     assert reference.keys() == good.keys() and all(torch.equal(reference[k], good[k]) for k in good)
@@ -91,17 +91,17 @@ def test_corrupt_reference_cache_is_refitted_with_a_warning(setup, tmp_path, nam
 
 def test_a_valid_cache_is_used_without_refit(setup, monkeypatch):
     ds, spec, good, _, root = setup
-    monkeypatch.setattr(bench, "fit_reference", lambda *a, **k: pytest.fail("refitted a valid cache"))
-    reference = cached_reference(ds, spec, steps=STEPS, cache_dir=root)
+    monkeypatch.setattr(_reference, "fit_reference", lambda *a, **k: pytest.fail("refitted a valid cache"))
+    reference = load_reference(ds, spec, steps=STEPS, cache_dir=root)
     assert all(torch.equal(reference[k], good[k]) for k in good)
 
 
 def test_a_refit_that_gives_nan_is_an_error_and_is_not_cached(setup, tmp_path, monkeypatch):
     ds, spec, good, _, _ = setup
     bad = _tensors(good, W1=torch.full_like(good["W1"], float("nan")))
-    monkeypatch.setattr(bench, "fit_reference", lambda *a, **k: bad)
+    monkeypatch.setattr(_reference, "fit_reference", lambda *a, **k: bad)
     with pytest.raises(ValueError, match="'W1' holds non-finite values"):
-        cached_reference(ds, spec, steps=STEPS, cache_dir=tmp_path)
+        load_reference(ds, spec, steps=STEPS, cache_dir=tmp_path)
     assert not list(tmp_path.rglob("*.pt"))
 
 
@@ -130,7 +130,7 @@ def test_zip_with_a_pickled_payload_inside_does_not_run(setup, tmp_path):
             target.writestr(item, data)
     path.write_bytes(out.getvalue())
     with pytest.warns(UserWarning, match="unusable"):
-        cached_reference(ds, spec, steps=STEPS, cache_dir=root)
+        load_reference(ds, spec, steps=STEPS, cache_dir=root)
     assert not canary.exists()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from symloss.search import LossSearch, MirrorTargetFitness, RunDirError, RunDirLocked
+from symloss.search import LossSearch, MirrorTargetFitness, RunDirError, RunDirLocked, SearchConfig
 from symloss.validation import ConfigError
 
 TARGET = "u + tanh(u)"
@@ -209,3 +209,18 @@ def test_kill_9_then_resume_gives_the_uninterrupted_hall_of_fame(tmp_path, where
                       run_dir=str(tmp_path / "full")).fit()
     assert resumed.hall_of_fame_.equals(full.hall_of_fame_)
     assert resumed.state_.rng_state == full.state_.rng_state
+
+
+def test_a_run_directory_written_before_the_protocol_existed_resumes(tmp_path):
+    """config.json in the flat format of the version before ``SearchConfig.train`` (tests/fixtures): the run
+    resumes, and resuming gives the hall of fame of an uninterrupted run."""
+    old = json.loads((REPO / "tests" / "fixtures" / "config_before_protocols.json").read_text())
+    settings = {k: old[k] for k in ("population", "seed", "steps", "episodes", "fitness")}
+    run_dir = tmp_path / "run"
+    LossSearch(SearchConfig.from_dict({**settings, "generations": 1, "run_dir": str(run_dir)}),
+               fitness=MirrorTargetFitness(TARGET), progress=False).fit()
+    (run_dir / "config.json").write_text(json.dumps({**old, "run_dir": str(run_dir)}))  # as that version wrote it
+    resumed = LossSearch.resume(run_dir, fitness=MirrorTargetFitness(TARGET), progress=False, generations=2).fit()
+    full = LossSearch(SearchConfig.from_dict({**settings, "generations": 2}), fitness=MirrorTargetFitness(TARGET),
+                      progress=False).fit()
+    assert resumed.config.train == full.config.train and resumed.hall_of_fame_.equals(full.hall_of_fame_)

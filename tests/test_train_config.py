@@ -9,7 +9,7 @@ import torch
 from _train_data import synthetic_data
 
 from symloss.objectives import dpo
-from symloss.train import BUDGETS, PopulationTrainer, TrainConfig
+from symloss.train import BUDGETS, PROTOCOLS, PopulationTrainer, TrainConfig
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -107,3 +107,85 @@ def test_cuda_without_gpu_is_refused_by_the_config_before_any_work(device):
 
 def test_betas_from_json_list_become_a_tuple():
     assert TrainConfig(betas=[0.5, 0.9]).betas == (0.5, 0.9)
+
+
+def test_protocol_presets_are_complete_named_and_overridable():
+    assert set(PROTOCOLS) == {"search", "final"} and PROTOCOLS["search"] == TrainConfig()
+    final = TrainConfig.preset("final", seeds=3)
+    assert (final.steps, final.batch_size, final.lr, final.max_grad_norm, final.episodes) == (600, 64, 3e-4, 1.0, 10)
+    assert final.seeds == 3 and final.seed_list == [100, 101, 102] and TrainConfig().seed_list == [0, 1]
+    assert set(final.seed_list).isdisjoint(TrainConfig().seed_list)  # the final protocol's seeds are fresh
+    assert PROTOCOLS["final"].seeds == 5  # overrides copy, never change the preset
+    with pytest.raises(ValueError, match=r"protocol='fianl': must be one of \['search', 'final'\]; did you mean "
+                                         "'final'"):
+        TrainConfig.preset("fianl")
+    with pytest.raises(ValueError, match="lrr: unknown TrainConfig field; did you mean 'lr'"):
+        TrainConfig.preset("search", lrr=1e-3)
+    with pytest.raises(ValueError, match="seeds=0: must be an integer >= 1"):
+        TrainConfig.preset("final", seeds=0)
+    assert TrainConfig.preset("final").to_dict()["betas"] == [0.9, 0.999]
+    assert TrainConfig.preset("final", **PROTOCOLS["final"].to_dict()) == PROTOCOLS["final"]
+
+
+def test_old_budget_names_still_work_with_a_future_warning():
+    import symloss.train as train
+
+    with pytest.warns(FutureWarning, match="BUDGETS is deprecated and will be removed in symloss 0.3; use "
+                                           "symloss.train.PROTOCOLS"):
+        budgets = train.BUDGETS
+    assert (budgets["final"].steps, budgets["final"].episodes) == (PROTOCOLS["final"].steps, 10)
+    with pytest.warns(FutureWarning, match="from_budget is deprecated"):
+        assert TrainConfig.from_budget("final") == PROTOCOLS["final"]
+    with pytest.raises(AttributeError, match="no attribute 'BUDGET'"):
+        train.BUDGET  # noqa: B018
+
+
+def test_fit_defaults_to_the_protocols_seeds(data):
+    result = PopulationTrainer(TrainConfig(steps=1, batch_size=4, fitness="offline", seeds=2, first_seed=7)).fit(
+        [dpo()], data)
+    assert result.seeds == (7, 8) and result.fitness_per_seed.shape == (1, 2)
+    assert PopulationTrainer(TrainConfig(steps=1, batch_size=4, fitness="offline")).fit(
+        [dpo()], data, seeds=[3]).seeds == (3,)  # an explicit seeds argument still wins
+
+
+PROTOCOL_FIELDS = ("steps", "batch_size", "lr", "max_grad_norm", "seeds", "episodes")
+
+
+def _protocol_literals(source: str) -> list[int]:
+    """Lines where a protocol field gets a literal number: a parameter or class-field default, a keyword
+    argument, or the default of an ``--option`` of argparse."""
+    import ast
+
+    def number(node):
+        return isinstance(node, ast.Constant) and type(node.value) in (int, float)
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.arguments):
+            named = [*node.posonlyargs, *node.args][-len(node.defaults):] if node.defaults else []
+            pairs = [*zip(named, node.defaults), *zip(node.kwonlyargs, node.kw_defaults)]
+            lines += [d.lineno for a, d in pairs if a.arg in PROTOCOL_FIELDS and d is not None and number(d)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            lines += [node.lineno] if node.target.id in PROTOCOL_FIELDS and node.value and number(node.value) else []
+        elif isinstance(node, ast.Call):
+            lines += [k.value.lineno for k in node.keywords if k.arg in PROTOCOL_FIELDS and number(k.value)]
+            flag = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+            if isinstance(flag, str) and flag.lstrip("-").replace("-", "_") in PROTOCOL_FIELDS:
+                lines += [k.value.lineno for k in node.keywords if k.arg == "default" and number(k.value)]
+    return lines
+
+
+def test_each_protocol_field_has_one_default_in_the_package():
+    """steps, lr, ... get their values in SEARCH_PROTOCOL / FINAL_PROTOCOL only: no literal default or copy in
+    the layers that train (train, search, the CLI) or in paper_repro."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [*(root / "symloss" / "train").glob("*.py"), *(root / "symloss" / "search").glob("*.py"),
+             root / "symloss" / "cli.py", root / "symloss" / "_cli_config.py", *(root / "paper_repro").glob("*.py")]
+    other = {"_es.py", "train_behaviour_policies.py"}  # their lr and steps are OpenAI-ES's and PPO's, not a protocol's
+    hits = [f"{p.relative_to(root)}:{line}" for p in files if p.name not in other
+            for line in _protocol_literals(p.read_text())]
+    assert hits == []
+    assert _protocol_literals("def f(*, steps: int = 100, lr=None): ...\nclass C:\n    lr: float = 1e-4\n"
+                              "g(batch_size=32)\np.add_argument('--episodes', type=int, default=5)\n") == [1, 3, 4, 5]

@@ -80,7 +80,7 @@ def test_custom_fitness_callable_gets_members_and_may_return_metrics(data):
 def test_custom_fitness_with_wrong_length_is_an_error(data):
     cfg = TrainConfig(steps=1, batch_size=4, fitness=lambda spec, params, ctx: torch.zeros(1))
     with pytest.raises(ValueError, match="fitness: returned 1 values for 2 members; expected Tensor"):
-        PopulationTrainer(cfg).fit([dpo(), orpo()], data)
+        PopulationTrainer(cfg).fit([dpo(), orpo()], data, seeds=1)
 
 
 def test_return_fitness_on_a_tiny_hopper_dataset(tmp_path):

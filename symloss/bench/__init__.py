@@ -1,11 +1,17 @@
 """The MuJoCo preference benchmark: behaviour policies, preference datasets, token policies, batched evaluation.
 
+In the main flow, bench feeds the trainer (``symloss.train``) its data and its score: behaviour policies
+roll out segments, which are paired and labelled into a preference dataset of controlled quality
+(``build_dataset``, cached); the SFT reference is behaviour cloning on the chosen segments
+(``load_reference``, fitted once and cached); policies act on tokenised actions (``TokenPolicySpec``), and
+``evaluate`` runs greedy episodes of many policies at once on simulator threads.
+
 Typical use::
 
     from symloss import bench
     ds = bench.build_dataset("hopper", "noisy")                 # cached HF dataset of preference pairs
     spec = bench.spec_for_dataset(ds, n_bins=11)
-    ref = bench.fit_reference(spec, ds, seed=0)                 # SFT reference, N = 1
+    ref = bench.load_reference(ds, spec, seed=0)                # SFT reference, N = 1 (fitted once, cached)
     mean, std = bench.evaluate(spec, ref, "hopper", episodes=5) # [N] returns
 
 Environments: ``hopper`` (Hopper-v5) and ``tla`` (Ant-v5, no contact forces in the observation,
@@ -17,7 +23,14 @@ from symloss.bench._config import DEFAULT_PAIRS, VARIANT_COMPONENTS, VARIANTS, B
 from symloss.bench._dataset import build_dataset, dataset_features, dataset_hash, default_cache_dir
 from symloss.bench._envs import ENV_NAMES, EnvInfo, env_info, make_env
 from symloss.bench._evaluate import episode_returns, evaluate
-from symloss.bench._reference import fit_reference, pair_tensors, spec_for_dataset
+from symloss.bench._reference import (
+    REFERENCE_STEPS,
+    fit_reference,
+    load_reference,
+    pair_tensors,
+    reference_problem,
+    spec_for_dataset,
+)
 from symloss.bench._sim import BatchSim
 from symloss.bench._token_policy import (
     TokenPolicySpec,
@@ -38,6 +51,7 @@ __all__ = [
     "EnvInfo",
     "LEVELS",
     "POLICY_DIR",
+    "REFERENCE_STEPS",
     "TokenPolicySpec",
     "VARIANTS",
     "VARIANT_COMPONENTS",
@@ -53,10 +67,12 @@ __all__ = [
     "fit_reference",
     "init_params",
     "load_behaviour",
+    "load_reference",
     "make_config",
     "make_env",
     "pair_tensors",
     "policy_manifest",
+    "reference_problem",
     "spec_for_dataset",
     "token_logps",
     "token_mask",

@@ -4,17 +4,23 @@ SFT objective, as LLM pipelines use before preference optimisation (mean over va
 
     L_SFT(theta) = - sum_{b,k} m_{b,k} log pi_theta(bin_{b,k} | obs_{b,k}) / sum_{b,k} m_{b,k}
 
-over the chosen segments b, tokens k (step-major; mask m zero on padding).
+over the chosen segments b, tokens k (step-major; mask m zero on padding). :func:`load_reference` fits it
+once per (dataset, spec, steps, seed) and caches it under ``<cache>/references/``; a cache file is loaded
+without unpickling objects and checked (:func:`reference_problem`) before use.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from symloss.bench._dataset import dataset_hash, default_cache_dir
 from symloss.bench._envs import env_info
 from symloss.bench._token_policy import TokenPolicySpec, init_params, token_logps, token_mask, tokenize
 from symloss.validation import check_range
@@ -22,7 +28,11 @@ from symloss.validation import check_range
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["pair_tensors", "spec_for_dataset", "fit_reference"]
+__all__ = ["REFERENCE_STEPS", "fit_reference", "load_reference", "pair_tensors", "reference_problem",
+           "spec_for_dataset"]
+
+REFERENCE_STEPS = 1500
+"""Adam steps of the SFT reference (behaviour cloning converges well within them on every dataset)."""
 
 
 def _config(ds: datasets.Dataset) -> dict:
@@ -73,7 +83,7 @@ def fit_reference(
     spec: TokenPolicySpec,
     ds: datasets.Dataset,
     *,
-    steps: int = 1500,
+    steps: int = REFERENCE_STEPS,
     batch_size: int = 128,
     lr: float = 1e-3,
     seed: int = 0,
@@ -100,3 +110,69 @@ def fit_reference(
         loss.backward()
         opt.step()
     return {k: v.detach() for k, v in params.items()}
+
+
+def reference_problem(params: Any, spec: TokenPolicySpec) -> str:
+    """Why ``params`` is not an SFT reference for ``spec`` (``""`` if it is).
+
+    A reference is a dict holding exactly the tensors of ``init_params(spec, 1)``: same keys, shapes and
+    dtype (float32), plain dense tensors, every value finite.
+    """
+    expected = init_params(spec, 1, torch.Generator().manual_seed(0))
+    if not isinstance(params, dict):
+        return f"holds a {type(params).__name__}, not a dict of tensors"
+    missing, extra = sorted(set(expected) - set(params)), sorted(map(str, set(params) - set(expected)))
+    if missing or extra:
+        return f"keys differ from the policy's (missing {missing}, unexpected {extra[:5]})"
+    for key, like in expected.items():
+        value = params[key]
+        if type(value) is not torch.Tensor or value.layout != torch.strided:
+            return f"{key!r} is a {type(value).__name__}, not a dense tensor"
+        if value.shape != like.shape or value.dtype != like.dtype:
+            return (f"{key!r} is {value.dtype} of shape {tuple(value.shape)}, expected {like.dtype} of shape "
+                    f"{tuple(like.shape)}")
+        if not torch.isfinite(value).all():
+            return f"{key!r} holds non-finite values"
+    return ""
+
+
+def _load_cached(path: Path, spec: TokenPolicySpec) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The reference stored at ``path`` and ``""``, or None and why it is unusable. Never unpickles objects:
+    ``torch.load(weights_only=True)`` accepts tensors and plain containers only."""
+    try:
+        with warnings.catch_warnings():  # torch's own notes on odd pickles: we say it once, below
+            warnings.simplefilter("ignore")
+            params = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt or tampered file may fail in any way; we refit
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        return None, f"{type(exc).__name__}: {first_line}"
+    reason = reference_problem(params, spec)
+    return (None, reason) if reason else (params, "")
+
+
+def load_reference(ds: datasets.Dataset, spec: TokenPolicySpec, *, seed: int = 0, steps: int = REFERENCE_STEPS,
+                   cache_dir: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The SFT reference for ``ds`` (:func:`fit_reference`), fitted once per (dataset, spec, steps, seed) and
+    cached on disk under ``<cache_dir or default_cache_dir()>/references/``.
+
+    A cache file that does not load, or whose content is not a valid reference (:func:`reference_problem`:
+    keys, shapes, dtype, finite values), is refitted with a warning naming the file; the file is replaced
+    (atomically) only after the refit succeeded.
+    """
+    root = Path(cache_dir or default_cache_dir()) / "references"
+    key = f"{dataset_hash(ds)[:16]}-{spec.n_bins}-{'x'.join(map(str, spec.hidden))}-{steps}-{seed}"
+    path = root / f"{key}.pt"
+    if path.exists():
+        reference, reason = _load_cached(path, spec)
+        if reference is not None:
+            return reference
+        warnings.warn(f"symloss: SFT reference cache {path} is unusable ({reason}); refitting it", stacklevel=2)
+    reference = fit_reference(spec, ds, steps=steps, seed=seed)
+    if reason := reference_problem(reference, spec):
+        raise ValueError(f"SFT reference: fitting it on this dataset gave an invalid reference ({reason}); "
+                         "check the dataset (non-finite observations?) or lower the reference's steps")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(reference, tmp)
+    tmp.replace(path)
+    return reference

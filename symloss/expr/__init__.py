@@ -35,6 +35,7 @@ from symloss.expr._primitives import (
     sympy_to_tree,
     tree_to_sympy,
 )
+from symloss.expr._trees import tree_from_string
 
 __all__ = [
     "CHECKS", "DEFAULT_PRIMITIVES", "FUNCTIONS", "PRIMITIVES", "SLOT_VARIABLES", "SYMBOLS", "TORCH_IMPL",
@@ -42,5 +43,5 @@ __all__ = [
     "check_imitation", "check_link", "check_mirror", "clear_cache", "compile_expr", "complexity", "expc",
     "expr_from_json", "expr_to_json", "log1mexp", "logsigmoid", "make_pset", "parse_formula", "pdiv", "plog",
     "rationalise", "relu", "round_constants", "sigmoid", "slot_variables", "softplus", "sqrtabs", "stabilise",
-    "sympy_to_tree", "to_formula", "to_latex", "to_python", "tree_to_sympy",
+    "sympy_to_tree", "to_formula", "to_latex", "to_python", "tree_from_string", "tree_to_sympy",
 ]

@@ -1,5 +1,9 @@
 """Integrations: hand symloss losses to training frameworks.
 
+The end of the main flow: a loss found by the search (a ``best.json`` of its run directory, or a zoo
+name) is loaded as a ``MirrorLoss`` without evaluating code and exported as LaTeX, Python, JSON or a
+script that trains a language model with it.
+
 ``symloss.integrations.trl`` holds :class:`MirrorDPOTrainer` (a TRL ``DPOTrainer`` that trains with any
 MirrorLoss); it imports TRL, so it is loaded only when used. Loading and exporting loss artefacts needs
 nothing beyond symloss itself.
@@ -21,6 +25,8 @@ _LAZY = {
     "EXPORT_FORMATS": ("symloss.integrations._export_cli", "EXPORT_FORMATS"),
     "MirrorDPOTrainer": ("symloss.integrations.trl", "MirrorDPOTrainer"),
     "MirrorDPOConfig": ("symloss.integrations.trl", "MirrorDPOConfig"),
+    **{name: ("symloss.integrations._trl_tiny", name)  # an offline tiny language model, for tests and scripts
+       for name in ("tiny_gpt2", "tiny_tokenizer", "toy_corpus", "toy_preferences")},
 }
 
 __all__ = sorted(_LAZY)

@@ -25,8 +25,8 @@ import pandas as pd
 
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
 from symloss.search._evolve import WORST
-from symloss.search._individual import short_repr
 from symloss.search._rundir import RunDirError
+from symloss.validation import short_repr
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -40,11 +40,12 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     if not isinstance(stored, dict):
         raise RunDirError(f"{path}: holds a JSON {type(stored).__name__}, not a SearchConfig object; fix the "
                           "file, or start a new run in another directory")
-    for name, value in stored.items():
+    train = stored["train"] if isinstance(stored.get("train"), dict) else {}  # the protocol's fields
+    for name, value in [*stored.items(), *train.items()]:
         if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
             raise RunDirError(f"{path}: field name {short_repr(name)} is not a SearchConfig field name; fix the "
                               "file, or start a new run in another directory")
-        if not all(_config_scalar(v) for v in (value if isinstance(value, list) else [value])):
+        if value is not train and not all(_config_scalar(v) for v in (value if isinstance(value, list) else [value])):
             raise RunDirError(f"{path}: {short_repr(name)}={short_repr(value)}: must be a number, a text of at "
                               f"most {MAX_CONFIG_TEXT} characters, or a list of them; fix the file, or start a new "
                               "run in another directory")
@@ -61,9 +62,11 @@ def _config_scalar(value: Any) -> bool:
 
 
 def check_resume_config(run_dir: Path, config: SearchConfig) -> None:
-    """Refuse to resume a run made with another config (other than fields in RESUMABLE_CHANGES)."""
-    stored = read_config(run_dir)
-    current = config.to_dict()
+    """Refuse to resume a run made with another config (other than fields in RESUMABLE_CHANGES). The stored
+    config is read as ``SearchConfig.from_dict`` does (a config.json of an older version, without ``train``
+    or newer fields, compares equal to the same settings), and protocol fields compare one by one."""
+    current = config.flat()
+    stored = SearchConfig.from_dict({**read_config(run_dir), **{k: current[k] for k in RESUMABLE_CHANGES}}).flat()
     differences = sorted(k for k in set(stored) | set(current)
                          if k not in RESUMABLE_CHANGES and stored.get(k) != current.get(k))
     if differences:

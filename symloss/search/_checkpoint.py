@@ -28,8 +28,9 @@ from typing import Any
 from symloss.expr import parse_formula
 from symloss.objectives import SLOT_SPECS
 from symloss.search._evolve import SearchState
-from symloss.search._individual import individual_from_strings, short_repr
+from symloss.search._individual import individual_from_strings
 from symloss.search._rundir import RunDirError
+from symloss.validation import short_repr
 
 CHECKPOINT_FORMAT = "symloss.search.checkpoint/2"
 OLD_FORMATS = ("symloss.search.checkpoint/1",)

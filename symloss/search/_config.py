@@ -1,20 +1,26 @@
-"""SearchConfig: every knob of a loss search in one frozen dataclass (read by the CLI and the docs)."""
+"""SearchConfig: every knob of a loss search in one frozen dataclass (read by the CLI and the docs).
+
+How each candidate is trained and scored is not copied here: ``train`` holds the training protocol, a
+:class:`symloss.train.TrainConfig` taken by name from ``symloss.train.PROTOCOLS`` (``protocol``, default
+``"search"``) with overrides. Flat keyword arguments mix both (``LossSearch(steps=50, population=8)``):
+:func:`split_fields` routes the TrainConfig field names into the protocol's overrides.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from symloss.bench import make_config
 from symloss.expr import PRIMITIVES, SLOT_VARIABLES
 from symloss.objectives import LOSSES
-from symloss.train import FITNESS_NAMES
+from symloss.train import FITNESS_NAMES, PROTOCOLS, TrainConfig
 from symloss.validation import (
     ConfigError,
     check_bool,
     check_choice,
-    check_device,
     check_range,
     check_tuple,
     did_you_mean,
@@ -77,23 +83,13 @@ class SearchConfig:
     """Put the zoo's maps (DPO's u, ORPO's log-odds, ...) into the initial population."""
     hall_of_fame: int = 20
     """Rows kept in the hall of fame; >= 1."""
-    fitness: Literal["return", "offline"] = "return"
-    """Built-in fitness of the trainer: ``return`` (simulator) or ``offline``; a callable may be passed to
-    :class:`LossSearch` instead."""
-    seeds: int = 2
-    """Training seeds per candidate; >= 1 (fitness is their mean; std is reported). Greedy returns are very
-    sensitive to small parameter changes (benchmarks/RESULTS.md), so more than one seed pays off."""
-    steps: int = 100
-    """Training steps per candidate; >= 1 (the trainer's ``search`` budget: B=100 predicts 4B with rho
-    ~0.6)."""
-    batch_size: int = 32
-    """Preference pairs per training step; >= 1."""
-    lr: float = 1e-4
-    """Adam learning rate of the trained policies (the value of the budget study); > 0."""
-    episodes: int = 5
-    """Evaluation episodes per trained policy (``return`` fitness); >= 1."""
-    device: str = "cpu"
-    """Torch device of the trainer: ``cpu``, ``cuda`` or ``cuda:<index>`` (checked before any work)."""
+    protocol: str = "search"
+    """Named training protocol of symloss.train.PROTOCOLS (``search``: cheap, ranks candidates; ``final``:
+    reports a loss); the TrainConfig options override its fields."""
+    train: TrainConfig | None = None
+    """How each candidate is trained and scored; None: ``TrainConfig.preset(protocol, eval_seed=seed)`` (the
+    episodes start from ``reset(seed=seed + e)``). Its ``fitness`` must be a name: a callable goes to
+    :class:`LossSearch`."""
     executor: Executor = "local"
     """Where generations are evaluated: ``local`` (one batched job) or ``ray`` (batched Ray tasks)."""
     ray_address: str | None = None
@@ -105,11 +101,19 @@ class SearchConfig:
         for name in ("slots", "primitives", "constant_range", "init_depth"):
             if isinstance(getattr(self, name), list):  # e.g. from JSON; stored as a tuple (hashable, frozen)
                 object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_choice("executor", self.executor, ("local", "ray"))
+        check_choice("protocol", self.protocol, PROTOCOLS)
+        if self.train is None or isinstance(self.train, Mapping):  # the device is the Ray workers' if remote
+            overrides = {"eval_seed": self.seed, **(self.train or {})}
+            train = TrainConfig.preset(self.protocol, device_here=self.executor == "local", **overrides)
+            object.__setattr__(self, "train", train)
+        elif not isinstance(self.train, TrainConfig):
+            raise ConfigError(f"train={self.train!r}: must be a TrainConfig, a dict of its fields or None")
         self._check_names()
         self._check_numbers()
 
     def _check_names(self) -> None:
-        make_config(self.env, self.dataset, **({} if self.n_pairs is None else {"n_pairs": self.n_pairs}))
+        make_config(self.env, self.dataset, **self.dataset_overrides)
         for name, accepted in (("slots", SLOT_VARIABLES), ("primitives", PRIMITIVES)):
             value = getattr(self, name)
             if not isinstance(value, tuple) or not value:
@@ -119,10 +123,7 @@ class SearchConfig:
                 check_choice(name, item, accepted)
         check_choice("base", self.base, LOSSES)
         check_choice("selection", self.selection, ("parsimony", "nsga2"))
-        check_choice("fitness", self.fitness, FITNESS_NAMES,
-                     fix="(a callable goes to LossSearch(fitness=...))")
-        check_choice("executor", self.executor, ("local", "ray"))
-        check_device("device", self.device, here=self.executor == "local")
+        check_choice("fitness", self.train.fitness, FITNESS_NAMES, fix="(a callable goes to LossSearch(fitness=...))")
         for name in ("temporal", "seed_zoo"):
             check_bool(name, getattr(self, name))
         for name in ("ray_address", "run_dir"):
@@ -133,8 +134,7 @@ class SearchConfig:
         check_range("population", self.population, lo=2, integer=True, why="tournament selection needs two")
         check_range("elite", self.elite, lo=0, hi=self.population - 1, integer=True,
                     why="fewer than population", fix="lower elite or raise population")
-        for name, lo in (("generations", 0), ("seed", 0), ("max_size", 1), ("hall_of_fame", 1), ("seeds", 1),
-                         ("steps", 1), ("batch_size", 1), ("episodes", 1)):
+        for name, lo in (("generations", 0), ("seed", 0), ("max_size", 1), ("hall_of_fame", 1)):
             check_range(name, getattr(self, name), lo=lo, integer=True)
         check_range("tournament_size", self.tournament_size, lo=2, integer=True,
                     why="a tournament compares at least two")
@@ -144,7 +144,6 @@ class SearchConfig:
             check_range(name, getattr(self, name), lo=0, hi=1, why="a probability")
         check_range("parsimony", self.parsimony, lo=0)
         check_range("constant_sigma", self.constant_sigma, lo=0)
-        check_range("lr", self.lr, lo=0, lo_open=True)
         if self.beta is not None:
             check_range("beta", self.beta, lo=0, lo_open=True, fix="or None for the base loss's beta")
         low, high = check_tuple("constant_range", self.constant_range, length=2, what="low, high",
@@ -158,20 +157,47 @@ class SearchConfig:
             raise ConfigError(f"init_depth={self.init_depth!r}: must be (min, max) with 0 <= min <= max <= "
                               f"max_height={self.max_height}; e.g. (1, 4)")
 
+    @property
+    def dataset_overrides(self) -> dict[str, Any]:
+        """The dataset's ``BenchConfig`` fields set here (``n_pairs``)."""
+        return {} if self.n_pairs is None else {"n_pairs": self.n_pairs}
+
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values: tuples as lists, ``train`` as a dict of its fields."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+                for f in dataclasses.fields(self) if f.name != "train"} | {"train": self.train.to_dict()}
+
+    def flat(self) -> dict[str, Any]:
+        """:meth:`to_dict` with the protocol's fields beside the search's (their names are distinct)."""
+        data = self.to_dict()
+        return {**data, **data.pop("train")}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
-        """The config of ``to_dict()`` output (lists back to tuples); unknown keys are refused by name."""
-        if not isinstance(data, dict):
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        """The config of ``to_dict()`` or ``flat()`` output, or of flat keyword arguments: TrainConfig field
+        names (``steps``, ``lr``, ...; the format of run directories before ``train`` existed) override the
+        protocol's. Lists become tuples; unknown keys are refused by name."""
+        if not isinstance(data, Mapping):
             raise ConfigError(f"SearchConfig: expected a dict of fields, got {type(data).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown SearchConfig field{did_you_mean(unknown[0], names)}")
-        return cls(**data)
+        search, train = split_fields(data)
+        if train:
+            if isinstance(search.get("train"), TrainConfig):
+                raise ConfigError(f"{sorted(train)[0]}: give the protocol as train=TrainConfig(...) or its fields "
+                                  "as keywords, not both")
+            search["train"] = {**(search.get("train") or {}), **train}
+        return cls(**search)
+
+
+def split_fields(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flat keyword arguments as (SearchConfig fields, TrainConfig overrides); a name of neither is refused
+    with a suggestion."""
+    search_names = [f.name for f in dataclasses.fields(SearchConfig)]
+    train_names = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = sorted(set(kwargs) - set(search_names) - set(train_names))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown SearchConfig field{did_you_mean(unknown[0], search_names + train_names)}")
+    return ({k: v for k, v in kwargs.items() if k in search_names},
+            {k: v for k, v in kwargs.items() if k in train_names})
 
 
 RESUMABLE_CHANGES = frozenset({"generations", "run_dir", "device", "executor", "ray_address"})

@@ -23,6 +23,7 @@ import sympy as sp
 
 from symloss.expr import parse_formula, stabilise
 from symloss.search._fitness import MirrorTargetFitness, mirror_grid, normalised_mirror
+from symloss.search._search import LossSearch
 from symloss.validation import check_choice
 
 Engine = Literal["deap", "operon", "pysr"]
@@ -46,8 +47,6 @@ def distill_mirror(target: sp.Expr | str, *, engine: Engine = "deap", population
     target = stabilise(parse_formula(target, ["u"])) if isinstance(target, str) else target
     grid = mirror_grid()
     if engine == "deap":
-        from symloss.search._search import LossSearch
-
         search = LossSearch(population=population, generations=generations, seed=seed, progress=False,
                             fitness=MirrorTargetFitness(target, grid)).fit()
         expr = search.best_.mirror

@@ -45,11 +45,9 @@ from symloss.expr import (
 )
 from symloss.objectives import MirrorLoss, get_loss
 from symloss.search._config import SearchConfig
+from symloss.search._fitness import WORST, FitnessResult
 from symloss.search._individual import Individual
 from symloss.search._rng import drawing_from
-
-WORST = -1e30
-"""Fitness of a failed or invalid candidate (finite, so NSGA-II's crowding arithmetic stays defined)."""
 
 ZOO_SEEDS: dict[str, tuple[str, ...]] = {
     "mirror": ("u", "u - log(1 - exp(u))", "softplus(u)", "u + tanh(u)"),
@@ -57,19 +55,6 @@ ZOO_SEEDS: dict[str, tuple[str, ...]] = {
     "imitation": ("-u_w",),
 }
 """Known forms put into the initial population: DPO's and ORPO's maps, DPO/cDPO/IPO-style links, SFT."""
-
-
-@dataclass(frozen=True)
-class FitnessResult:
-    """Fitness of one candidate: mean and std over seeds, or a failure reason (mean = -inf)."""
-
-    mean: float
-    std: float = 0.0
-    reason: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.reason and math.isfinite(self.mean) and self.mean > WORST
 
 
 @dataclass

@@ -5,26 +5,74 @@ better), in ONE call, so a whole generation is evaluated as one batched job::
 
     def fitness(losses: list[MirrorLoss]) -> list[FitnessResult]: ...
 
-A function that raises for a candidate should instead return ``FitnessResult(WORST, reason=...)``;
-:func:`safe_call` turns an exception of the whole call into failed results, so nothing computed by
-earlier generations is lost.
+It may also return plain numbers, or a :class:`symloss.train.PopulationResult`: the built-in fitness is
+:class:`symloss.train.BenchmarkFitness`, whose result :func:`as_results` reads (mean and std over seeds; a
+candidate with a failed seed gets ``WORST`` and the reason). A function that raises for a candidate should
+instead return ``FitnessResult(WORST, reason=...)``; :func:`safe_call` turns an exception of the whole call
+into failed results, so nothing computed by earlier generations is lost. Optional methods a fitness may
+have: ``validate()`` (cheap checks before any work), ``prepare()`` (before the first generation) and
+``u_ranges(aggregation)`` (the data's u range for the validity checks).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 import torch
 
 from symloss.expr import compile_expr, parse_formula, stabilise
 from symloss.objectives import MirrorLoss
-from symloss.search._evolve import WORST, FitnessResult
+from symloss.search._config import SearchConfig
+from symloss.train import BenchmarkFitness, PopulationResult
 
-FitnessFn = Callable[[Sequence[MirrorLoss]], Sequence[FitnessResult]]
+WORST = -1e30
+"""Fitness of a failed or invalid candidate (finite, so NSGA-II's crowding arithmetic stays defined)."""
+
+
+@dataclass(frozen=True)
+class FitnessResult:
+    """Fitness of one candidate: mean and std over seeds, or a failure reason (mean = -inf)."""
+
+    mean: float
+    std: float = 0.0
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason and math.isfinite(self.mean) and self.mean > WORST
+
+
+FitnessFn = Callable[[Sequence[MirrorLoss]], "Sequence[FitnessResult | float] | PopulationResult"]
 
 logger = logging.getLogger(__name__)
+
+
+def as_results(answer: Any) -> list[FitnessResult]:
+    """A fitness's answer as FitnessResults: each candidate of a :class:`PopulationResult` (mean and std over
+    seeds; ``WORST`` with the reason if a seed failed or the mean is not finite), numbers as means."""
+    if not isinstance(answer, PopulationResult):
+        return [r if isinstance(r, FitnessResult) else FitnessResult(float(r)) for r in answer]
+    out = []
+    for mean, std, status, reason in zip(answer.fitness.tolist(), answer.fitness_std.tolist(), answer.status,
+                                         answer.reason, strict=True):
+        if status != "ok" or not math.isfinite(mean):
+            out.append(FitnessResult(WORST, 0.0, reason or "training failed"))
+        else:
+            out.append(FitnessResult(float(mean), float(std) if math.isfinite(std) else 0.0))
+    return out
+
+
+def benchmark_fitness(config: SearchConfig, *, progress: bool = True, **train_changes: Any) -> BenchmarkFitness:
+    """The built-in fitness of a search: ``config.train`` (with ``train_changes``) on its benchmark dataset."""
+    protocol = dataclasses.replace(config.train, **train_changes) if train_changes else config.train
+    return BenchmarkFitness(env=config.env, dataset=config.dataset, protocol=protocol,
+                            dataset_overrides=config.dataset_overrides, progress=progress)
 
 
 def mirror_grid(low: float = -10.0, high: float = -0.01, points: int = 200) -> torch.Tensor:
@@ -77,11 +125,11 @@ def safe_call(fitness: FitnessFn, losses: Sequence[MirrorLoss]) -> list[FitnessR
     if not losses:
         return []
     try:
-        results = list(fitness(losses))
+        results = as_results(fitness(losses))
     except Exception as exc:  # noqa: BLE001 - a user's fitness may raise anything; the run must survive
         logger.warning("fitness call failed for %d candidates: %s", len(losses), exc)
         return [FitnessResult(WORST, reason=f"fitness raised {type(exc).__name__}: {exc}") for _ in losses]
     if len(results) != len(losses):
         reason = f"fitness returned {len(results)} results for {len(losses)} candidates"
         return [FitnessResult(WORST, reason=reason) for _ in losses]
-    return [r if isinstance(r, FitnessResult) else FitnessResult(float(r)) for r in results]
+    return results

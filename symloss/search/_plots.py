@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from symloss.objectives import MirrorLoss
+from symloss.search._fitness import mirror_grid, normalised_mirror
 
 
 def _figure():
@@ -57,8 +58,6 @@ def plot_pareto(pareto: pd.DataFrame, everything: pd.DataFrame, path: Path) -> N
 
 def plot_mirror(loss: MirrorLoss, path: Path) -> None:
     """The best mirror map, normalised (m(-1) = 0, m'(-1) = 1), beside DPO's m(u) = u on u in [-10, 0)."""
-    from symloss.search._fitness import mirror_grid, normalised_mirror
-
     grid = mirror_grid(-10.0, -0.01, 300)
     fig, ax = _figure()
     ax.plot(grid, grid + 1.0, "--", color="gray", label="DPO: m(u) = u")

@@ -17,8 +17,8 @@ from typing import Any
 
 from symloss.objectives import MirrorLoss
 from symloss.search._config import SearchConfig
-from symloss.search._evolve import FitnessResult
-from symloss.search._fitness import FitnessFn
+from symloss.search._fitness import FitnessFn, FitnessResult, as_results, benchmark_fitness
+from symloss.train import BenchmarkFitness
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +37,8 @@ def _ray():
 def _worker_fitness(config_json: str) -> FitnessFn:
     """The built-in fitness for ``config_json``, built once per worker process."""
     if config_json not in _WORKER_FITNESS:
-        from symloss.search._train_fitness import TrainerFitness
-
         config = SearchConfig.from_dict(json.loads(config_json))
-        _WORKER_FITNESS[config_json] = TrainerFitness.from_search_config(config, progress=False)
+        _WORKER_FITNESS[config_json] = benchmark_fitness(config, progress=False)
     return _WORKER_FITNESS[config_json]
 
 
@@ -49,11 +47,7 @@ def evaluate_records(records: list[dict[str, Any]], fitness: FitnessFn | None,
     """What one Ray task runs: rebuild the losses and score them (plain tuples travel back)."""
     losses = [MirrorLoss.from_dict(r) for r in records]
     fn = fitness if fitness is not None else _worker_fitness(config_json)
-    out = []
-    for r in fn(losses):
-        r = r if isinstance(r, FitnessResult) else FitnessResult(float(r))
-        out.append((r.mean, r.std, r.reason))
-    return out
+    return [(r.mean, r.std, r.reason) for r in as_results(fn(losses))]
 
 
 def split_evenly(items: Sequence[Any], parts: int) -> list[list[Any]]:
@@ -89,7 +83,7 @@ class RayFitness:
         device is checked in the workers, which may have GPUs the driver lacks)."""
         _ray()
         if self.fitness is None:
-            self._local_fitness().validate(device=False)
+            self._local_fitness().validate()
         elif callable(validate := getattr(self.fitness, "validate", None)):
             validate()
 
@@ -101,12 +95,9 @@ class RayFitness:
         method = getattr(self.fitness, "u_ranges", None)
         return method(aggregation) if callable(method) else {}
 
-    def _local_fitness(self):
-        from symloss.search._train_fitness import TrainerFitness
-
+    def _local_fitness(self) -> BenchmarkFitness:
         if self._local is None:
-            config = SearchConfig.from_dict({**self.config.to_dict(), "device": "cpu"})
-            self._local = TrainerFitness.from_search_config(config, progress=False)
+            self._local = benchmark_fitness(self.config, progress=False, device="cpu")
         return self._local
 
     def _ensure_started(self) -> None:

@@ -8,6 +8,9 @@ Read top to bottom, one generation is::
     state, metrics = tell(state, candidates, results)     # fitness, cache, survivors
     checkpoint(state)                                     # kill -9 loses at most this generation
 
+The fitness is the user's, or by default :class:`symloss.train.BenchmarkFitness`: every pending loss x the
+protocol's seeds (``config.train``) trained at once on the benchmark dataset and scored there.
+
 Before anything is written, everything cheap is checked (config, primitives, base loss, env and dataset
 names, the device); then the run directory is locked for the whole fit (one search per directory) and
 probed for writability, so a bad option or a read-only directory fails at once and leaves nothing behind
@@ -37,7 +40,6 @@ from symloss.search._checkpoint import load_checkpoint, save_checkpoint, write_j
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
 from symloss.search._evolve import (
     U_RANGE_SLOTS,
-    FitnessResult,
     Operators,
     SearchState,
     ask,
@@ -46,8 +48,9 @@ from symloss.search._evolve import (
     initial_state,
     tell,
 )
-from symloss.search._fitness import FitnessFn, safe_call
+from symloss.search._fitness import FitnessFn, FitnessResult, benchmark_fitness, safe_call
 from symloss.search._plots import plot_fitness, plot_mirror, plot_pareto
+from symloss.search._ray import RayFitness
 from symloss.search._rundir import RunDirError
 
 logger = logging.getLogger(__name__)
@@ -57,9 +60,11 @@ class LossSearch:
     """Genetic-programming search for MPO losses (``fit`` returns ``self``; results end in ``_``).
 
     Args:
-        config: a :class:`SearchConfig`; or give its fields as keyword arguments instead.
-        fitness: a callable ``losses -> [FitnessResult | float]`` scoring a whole generation at once;
-            None uses the batched trainer's built-in fitness (``config.fitness``) on the benchmark.
+        config: a :class:`SearchConfig`; or give its fields, and TrainConfig fields overriding the protocol's
+            (``steps=50``), as keyword arguments instead.
+        fitness: a callable ``losses -> [FitnessResult | float]`` (or a ``PopulationResult``) scoring a whole
+            generation at once; None: :class:`symloss.train.BenchmarkFitness` with ``config.train`` (a name,
+            ``"return"`` or ``"offline"``, sets ``config.train.fitness``).
         progress: show a live progress display.
 
     Fitted attributes: ``hall_of_fame_`` (DataFrame: rank, fitness_mean, fitness_std, complexity, latex,
@@ -69,9 +74,11 @@ class LossSearch:
 
     def __init__(self, config: SearchConfig | None = None, *, fitness: FitnessFn | None = None,
                  progress: bool = True, **kwargs: Any) -> None:
+        if isinstance(fitness, str):  # a built-in fitness by name is the protocol's field (fitness="offline")
+            kwargs, fitness = {**kwargs, "fitness": fitness}, None
         if config is not None and kwargs:
             raise ValueError(f"give either config= or SearchConfig fields, not both (got {sorted(kwargs)})")
-        self.config = config if config is not None else SearchConfig(**kwargs)
+        self.config = config if config is not None else SearchConfig.from_dict(kwargs)
         if fitness is not None and not callable(fitness):
             raise ValueError(f"fitness={fitness!r}: must be callable (losses -> results) or None")
         self.fitness = fitness
@@ -112,7 +119,7 @@ class LossSearch:
         fitness = self._fitness_fn()
         validate = getattr(fitness, "validate", None)
         if callable(validate):
-            validate()  # env and dataset names, the device
+            validate()  # env and dataset names (the device is checked by the protocol, a TrainConfig)
         with self._run_dir() as run_dir:
             state = self._initial_state(ops, run_dir)
             prepare = getattr(fitness, "prepare", None)
@@ -192,16 +199,12 @@ class LossSearch:
                         TimeElapsedColumn())
 
     def _fitness_fn(self) -> FitnessFn:
-        """The user's fitness or the built-in trainer fitness, run locally or as Ray tasks."""
+        """The user's fitness or the built-in benchmark fitness, run locally or as Ray tasks."""
         if self.config.executor == "ray":
-            from symloss.search._ray import RayFitness
-
             return RayFitness(self.config, self.fitness)
         if self.fitness is not None:
             return self.fitness
-        from symloss.search._train_fitness import TrainerFitness
-
-        return TrainerFitness.from_search_config(self.config, progress=self.progress)
+        return benchmark_fitness(self.config, progress=self.progress)
 
     # -- results --------------------------------------------------------------------------------------------
 

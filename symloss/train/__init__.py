@@ -1,11 +1,18 @@
 """Batched training: P candidate objectives x S seeds trained at once as stacked policies, then scored.
 
+The main flow: :class:`BenchmarkFitness` (what the search calls) builds a benchmark dataset and its SFT
+reference (``symloss.bench``), then :class:`PopulationTrainer` trains every loss x seed of a
+:class:`TrainConfig` protocol at once (population of stacked policies; one step: minibatch log-probs, each
+member's ``MirrorLoss`` from ``symloss.objectives``, clipped Adam) and scores the members with the
+protocol's fitness (simulator return or offline accuracy), giving a :class:`PopulationResult`. The
+protocols are named presets, ``PROTOCOLS`` ("search", "final"): ``TrainConfig.preset("final", seeds=10)``.
+
 >>> from symloss import bench, objectives, train                              # doctest: +SKIP
 >>> ds = bench.build_dataset("hopper", "noisy")
 >>> spec = bench.spec_for_dataset(ds); ref = bench.fit_reference(spec, ds)
->>> trainer = train.PopulationTrainer(train.TrainConfig(fitness="offline"))
+>>> trainer = train.PopulationTrainer(train.TrainConfig.preset("search", fitness="offline"))
 >>> data = trainer.prepare(ds, spec, ref)            # reference log-probs: computed once, hold it
->>> result = trainer.fit([objectives.dpo(), objectives.orpo()], data, seeds=3)
+>>> result = trainer.fit([objectives.dpo(), objectives.orpo()], data)   # the protocol's seeds
 >>> result.to_frame()                                # name, fitness (mean over seeds), fitness_std, status...
 
 On CUDA (``TrainConfig(device="cuda")``) the same step is recorded once as a CUDA graph and replayed
@@ -13,7 +20,11 @@ On CUDA (``TrainConfig(device="cuda")``) the same step is recorded once as a CUD
 shows a progress bar. Speeds: benchmarks/RESULTS.md, population training speed.
 """
 
-from symloss.train._config import BUDGETS, FITNESS_NAMES, Budget, TrainConfig
+from typing import Any
+
+from symloss.train import _config
+from symloss.train._benchmark import BenchmarkFitness, data_u_ranges
+from symloss.train._config import FINAL_PROTOCOL, FITNESS_NAMES, PROTOCOLS, SEARCH_PROTOCOL, TrainConfig
 from symloss.train._data import PreferenceData, prepare_data, random_pair_tensors, reference_logps
 from symloss.train._fitness import (
     FITNESS,
@@ -30,8 +41,13 @@ from symloss.train._result import FRAME_COLUMNS, PopulationResult
 from symloss.train._single import train_single
 
 __all__ = [
-    "BUDGETS", "FITNESS", "FITNESS_NAMES", "FRAME_COLUMNS", "AdamState", "Budget", "FitnessContext", "FitnessFn",
-    "PopulationResult", "PopulationTrainer", "PreferenceData", "TrainConfig", "adam_init", "adam_step_",
-    "clip_grads_", "expert_loglik", "holdout_accuracy", "member_bytes", "member_grad_norm", "offline_fitness",
-    "prepare_data", "random_pair_tensors", "reference_logps", "return_fitness", "train_single",
+    "FINAL_PROTOCOL", "FITNESS", "FITNESS_NAMES", "FRAME_COLUMNS", "PROTOCOLS", "SEARCH_PROTOCOL", "AdamState",
+    "BenchmarkFitness", "FitnessContext", "FitnessFn", "PopulationResult", "PopulationTrainer", "PreferenceData",
+    "TrainConfig", "adam_init", "adam_step_", "clip_grads_", "data_u_ranges", "expert_loglik", "holdout_accuracy",
+    "member_bytes", "member_grad_norm", "offline_fitness", "prepare_data", "random_pair_tensors",
+    "reference_logps", "return_fitness", "train_single",
 ]
+
+
+def __getattr__(name: str) -> Any:  # BUDGETS, Budget: deprecated, removed in symloss 0.3
+    return _config.deprecated(name)

@@ -1,15 +1,18 @@
-"""Configuration of the population trainer (``TrainConfig``) and the named training budgets.
+"""The training protocol: how a candidate loss is trained and scored (``TrainConfig``), and its named presets.
 
-A budget is the part of the configuration that sets the cost of scoring one candidate: optimisation
-steps, minibatch size (preference pairs per step) and evaluation episodes. ``search`` is the cheap
-budget used inside the loss search, ``final`` the one used to report a found loss; the rank correlation
-between the two is measured by ``benchmarks/budget_correlation.py`` (results in benchmarks/RESULTS.md).
+A protocol is one :class:`TrainConfig`: optimisation steps, minibatch size (preference pairs per step),
+learning rate, clipping, training seeds, evaluation episodes and their start states, the fitness.
+:data:`PROTOCOLS` names the presets, the single place where they are defined; the search, ``symloss eval``,
+paper_repro and the benchmarks all take one by name with explicit overrides:
+``TrainConfig.preset("final", seeds=10)``. ``TrainConfig()`` is the ``search`` preset. To change a preset,
+edit :data:`SEARCH_PROTOCOL` or :data:`FINAL_PROTOCOL` below (nothing else copies their values).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import InitVar, dataclass, fields, make_dataclass, replace
 from typing import Any, Literal
 
 from symloss.validation import (
@@ -22,67 +25,87 @@ from symloss.validation import (
     did_you_mean,
 )
 
-__all__ = ["BUDGETS", "FITNESS_NAMES", "Budget", "TrainConfig"]
+__all__ = ["FINAL_PROTOCOL", "FITNESS_NAMES", "PROTOCOLS", "SEARCH_PROTOCOL", "TrainConfig"]
 
 FITNESS_NAMES: tuple[str, ...] = ("return", "offline")
-"""Built-in fitness functions (see ``symloss.train._fitness``)."""
+"""Built-in fitness functions (see ``symloss.train.FITNESS``)."""
+
+SEARCH_PROTOCOL: dict[str, Any] = {"steps": 100, "batch_size": 32, "lr": 1e-4, "max_grad_norm": 1.0, "seeds": 2,
+                                   "episodes": 5}
+"""``search``, the cheap protocol that ranks candidates inside the loss search (the ``TrainConfig`` defaults;
+fields not named here keep their defaults: seeds 0..1, episodes from ``reset(seed=eval_seed + e)``).
+Measured in benchmarks/RESULTS.md ("Budget correlation", Hopper noisy, 32 random valid mirror maps, lr 1e-4,
+three replicates): the return ranking after 100 steps predicts the one after 400 with Spearman rho
+0.57-0.89, while 25-50 steps give unstable rankings (rho -0.7 to 0.7), so 100 steps x 32 pairs is the
+cheapest safe budget; more than one seed pays off because greedy returns are very sensitive to small
+parameter changes."""
+
+FINAL_PROTOCOL: dict[str, Any] = {"steps": 600, "batch_size": 64, "lr": 3e-4, "max_grad_norm": 1.0, "seeds": 5,
+                                  "first_seed": 100, "episodes": 10, "eval_seed": 10_000}
+"""``final``, the protocol that reports a loss (``symloss eval``, paper_repro): 600 steps x 64 pairs at lr 3e-4
+with clipping 1.0, the final stage of paper_repro/search_hopper_noisy.py, with 5 seeds x 10 episodes.
+Measured in paper_repro/RESULTS.md (multi-seed baseline study, Hopper, 3-seed sweep): at 3e-4 x 600 steps
+DPO beta 1 improves on ``clean`` in 5 of 5 seeds and separates the variants (DPO beta 0.1 at 1e-4 x 300
+improves on ``clean`` but not clearly less on ``noisy``). Known limit: over 20 diverse mirror maps, two
+disjoint halves of its seeds rank them with Spearman rho 0.69 only (issue 12). Its training seeds (100..104) and start states (``reset(seed=10000 + e)``) are fresh:
+a search trains on seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search
+selected is not scored on what selected it."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Budget:
-    """The cost knobs of scoring one candidate."""
-
-    steps: int
-    """Optimisation steps per member."""
-    batch_size: int
-    """Preference pairs per minibatch (shared by all members with the same seed)."""
-    episodes: int
-    """E, evaluation episodes per member for the ``return`` fitness."""
+_Budget = make_dataclass("Budget", ["steps", "batch_size", "episodes"], frozen=True, kw_only=True)
+"""Deprecated (use :data:`PROTOCOLS`): the cost knobs of a protocol."""
+DEPRECATED = {"BUDGETS": "PROTOCOLS", "Budget": "TrainConfig"}
+"""Old name -> its replacement; the old names still work, with a FutureWarning, until symloss 0.3."""
 
 
-BUDGETS: dict[str, Budget] = {
-    "search": Budget(steps=100, batch_size=32, episodes=5),
-    "final": Budget(steps=1500, batch_size=64, episodes=10),
-}
-"""Named budgets. ``search`` (the ``TrainConfig`` defaults) is chosen from benchmarks/RESULTS.md ("Budget
-correlation", Hopper noisy, 32 random valid mirror maps, lr 1e-4, three replicates): the return ranking after
-100 steps predicts the one after 400 with Spearman rho 0.57-0.89, while 25-50 steps give unstable rankings
-(rho -0.7 to 0.7), so 100 steps is the cheapest safe budget; spend more compute on candidates and seeds.
-``final`` has the steps, batch and episodes of paper_repro/bench_baselines.py (1500 x 64 pairs, 10 episodes);
-that script also uses lr 3e-4 and no clipping, which are ``TrainConfig`` fields, not part of a budget."""
+def deprecated(name: str) -> Any:
+    """The value of a deprecated name of ``symloss.train`` (module ``__getattr__``), with a FutureWarning."""
+    if name not in DEPRECATED:
+        raise AttributeError(f"module 'symloss.train' has no attribute {name!r}")
+    warnings.warn(f"symloss.train.{name} is deprecated and will be removed in symloss 0.3; use "
+                  f"symloss.train.{DEPRECATED[name]}", FutureWarning, stacklevel=3)
+    if name == "Budget":
+        return _Budget
+    return {key: _Budget(steps=p.steps, batch_size=p.batch_size, episodes=p.episodes) for key, p in PROTOCOLS.items()}
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Hyperparameters of :class:`~symloss.train.PopulationTrainer`; defaults are the ``search`` budget.
+    """A training protocol: hyperparameters of :class:`~symloss.train.PopulationTrainer` and of scoring.
 
+    The defaults are the ``search`` preset; :meth:`preset` gives any of :data:`PROTOCOLS` with overrides.
     Seeds: every member starts exactly at the SFT reference; seed s only sets the order of minibatches,
     drawn with replacement from ``torch.Generator().manual_seed(s)``. All candidates with the same seed see
     the same minibatches (common random numbers), so differences between candidates are not data noise.
     """
 
-    steps: int = BUDGETS["search"].steps
+    steps: int = SEARCH_PROTOCOL["steps"]
     """Optimisation steps per member; >= 1. Progress t = step / steps is passed to the objectives."""
-    batch_size: int = BUDGETS["search"].batch_size
+    batch_size: int = SEARCH_PROTOCOL["batch_size"]
     """Preference pairs per minibatch; >= 1 (capped at the training split's size)."""
-    episodes: int = BUDGETS["search"].episodes
+    seeds: int = SEARCH_PROTOCOL["seeds"]
+    """S, training seeds per loss; >= 1. The score of a loss is the mean over its seeds (std reported)."""
+    first_seed: int = 0
+    """The training seeds are first_seed, ..., first_seed + S - 1; >= 0."""
+    episodes: int = SEARCH_PROTOCOL["episodes"]
     """E, evaluation episodes per member for the ``return`` fitness; >= 1."""
-    lr: float = 1e-4
+    lr: float = SEARCH_PROTOCOL["lr"]
     """Adam learning rate; > 0."""
     betas: tuple[float, float] = (0.9, 0.999)
     """Adam (beta1, beta2), each in [0, 1)."""
     eps: float = 1e-8
     """Adam epsilon; > 0."""
-    max_grad_norm: float | None = 1.0
+    max_grad_norm: float | None = SEARCH_PROTOCOL["max_grad_norm"]
     """Per-member gradient-norm clip (L2 over all of a member's parameters); None disables it."""
     fitness: Literal["return", "offline"] | Callable[..., Any] = "return"
     """``return``: mean return over ``episodes`` simulator episodes (the paper); ``offline``: held-out
     preference accuracy and expert log-likelihood, no simulator; or a callable ``(spec, params, context)
-    -> Tensor[N]`` (see ``symloss.train._fitness``)."""
+    -> Tensor[N]`` (see ``symloss.train.FITNESS``)."""
     offline_ll_weight: float = 0.5
     """w in the offline fitness (1 - w) * accuracy + w * (1 + ll / log K); in [0, 1]."""
     eval_seed: int = 0
-    """Episode e of every member starts from ``reset(seed=eval_seed + e)`` (common random numbers)."""
+    """Episode e of every member starts from ``reset(seed=eval_seed + e)`` (common random numbers); a
+    search uses its own seed unless this is given."""
     device: str = "cpu"
     """Torch device: ``cpu``, ``cuda`` or ``cuda:<index>``; the same code runs on both."""
     dtype: Literal["float32", "float64"] = "float32"
@@ -97,13 +120,16 @@ class TrainConfig:
     memory_budget_mb: float | None = None
     """Memory a chunk may use, in MiB; None: 40 on CPU (small chunks are cache-friendly and faster), half
     the free GPU memory on CUDA."""
+    device_here: InitVar[bool] = True
+    """False: the config is for other machines (Ray workers); only the spelling of ``device`` is checked."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, device_here: bool) -> None:
         if isinstance(self.betas, list):  # e.g. from JSON; stored as a tuple (hashable, frozen)
             object.__setattr__(self, "betas", tuple(self.betas))
-        for name in ("steps", "batch_size", "episodes"):
+        for name in ("steps", "batch_size", "seeds", "episodes"):
             check_range(name, getattr(self, name), lo=1, integer=True)
-        check_range("eval_seed", self.eval_seed, lo=0, integer=True)
+        for name in ("first_seed", "eval_seed"):
+            check_range(name, getattr(self, name), lo=0, integer=True)
         for name in ("lr", "eps"):
             check_range(name, getattr(self, name), lo=0, lo_open=True)
         for name in ("max_grad_norm", "memory_budget_mb"):
@@ -121,18 +147,36 @@ class TrainConfig:
                          fix="or a callable (spec, params, context) -> Tensor[N]")
         check_choice("dtype", self.dtype, ("float32", "float64"))
         check_bool("cuda_graph", self.cuda_graph)
-        check_device("device", self.device)
+        check_device("device", self.device, here=device_here)
 
     @classmethod
-    def from_budget(cls, budget: str, **overrides: Any) -> TrainConfig:
-        """A config with a named budget's ``steps``, ``batch_size`` and ``episodes``; ``overrides`` win."""
-        check_choice("budget", budget, sorted(BUDGETS))
+    def preset(cls, name: str, *, device_here: bool = True, **overrides: Any) -> TrainConfig:
+        """The protocol ``PROTOCOLS[name]`` with ``overrides`` (TrainConfig fields) applied, checked."""
+        check_choice("protocol", name, PROTOCOLS)
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown TrainConfig field{did_you_mean(unknown[0], known)}")
-        b = BUDGETS[budget]
-        return cls(**{"steps": b.steps, "batch_size": b.batch_size, "episodes": b.episodes, **overrides})
+        return replace(PROTOCOLS[name], device_here=device_here, **overrides)
+
+    @classmethod
+    def from_budget(cls, budget: str, **overrides: Any) -> TrainConfig:
+        """Deprecated (removed in symloss 0.3): :meth:`preset`."""
+        warnings.warn("TrainConfig.from_budget is deprecated and will be removed in symloss 0.3; use "
+                      "TrainConfig.preset", FutureWarning, stacklevel=2)
+        check_choice("budget", budget, sorted(PROTOCOLS))
+        return cls.preset(budget, **overrides)
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The training seeds: ``first_seed, ..., first_seed + seeds - 1``."""
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values (tuples as lists); ``preset(name, **d)`` gives the config back."""
+        if callable(self.fitness):
+            raise ConfigError(f"fitness={self.fitness!r}: a callable cannot be stored; give 'return' or 'offline'")
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
     @property
     def torch_dtype(self) -> Any:
@@ -140,3 +184,7 @@ class TrainConfig:
         import torch
 
         return getattr(torch, self.dtype)
+
+
+PROTOCOLS: dict[str, TrainConfig] = {"search": TrainConfig(), "final": TrainConfig(**FINAL_PROTOCOL)}
+"""The named training protocols (see :data:`SEARCH_PROTOCOL` and :data:`FINAL_PROTOCOL` for their reasons)."""

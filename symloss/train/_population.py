@@ -94,16 +94,16 @@ class PopulationTrainer:
         return max(1, min(n_members, int(budget_mb * 2**20 // per)))
 
     def fit(self, losses: Sequence[MirrorLoss], data: PreferenceData, *,
-            seeds: int | Sequence[int] = 1, progress: bool = False) -> PopulationResult:
+            seeds: int | Sequence[int] | None = None, progress: bool = False) -> PopulationResult:
         """Train every (loss, seed) member from the reference, then score it with the configured fitness.
 
         Args:
             losses: the P candidate objectives.
             data: from :meth:`prepare` / :func:`prepare_data`.
-            seeds: S (seeds 0..S-1) or the seeds themselves.
+            seeds: S (seeds 0..S-1) or the seeds themselves; None: the config's (``config.seed_list``).
             progress: show a progress bar over the training steps of every chunk (on stderr).
         """
-        losses, seeds = _check_losses(losses), _check_seeds(seeds)
+        losses, seeds = _check_losses(losses), _check_seeds(self.config.seed_list if seeds is None else seeds)
         data = self._check_data(data)
         cfg, fitness_fn, start = self.config, resolve_fitness(self.config.fitness), time.perf_counter()
         n_seeds = len(seeds)
