@@ -33,9 +33,9 @@ def one_line_error(argv: list[str], capsys) -> str:
 
 
 @pytest.mark.parametrize(("argv", "line"), [
-    (["eval", "dpoo"], "symloss eval: error: loss='dpoo': no such file or directory, and not a zoo loss"),
+    (["eval", "dpoo"], "symloss eval: error: loss='dpoo': not a zoo loss and no such file or directory"),
     (["eval", "dpoo"], "did you mean the zoo loss 'dpo'?"),
-    (["export", "missing.json"], "symloss export: error: loss='missing.json': no such file or directory"),
+    (["export", "missing.json"], "symloss export: error: missing.json: no such file or directory; pass a loss JSON file"),
     (["search", "--constant-range", "1"], "symloss search: error: argument --constant-range: '1': expected 2 "
                                           "comma-separated values, got 1; e.g. --constant-range=-1.0,1.0"),
     (["search", "--constant-range", "a,b"], "argument --constant-range: 'a,b': expected comma-separated float"),
@@ -93,7 +93,7 @@ def test_cuda_on_a_machine_without_it_fails_at_once(argv, capsys, tmp_path, monk
 def test_verbose_adds_the_traceback_before_or_after_the_command(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("Traceback (most recent call last)") and "FileNotFoundError" in err
+    assert err.startswith("Traceback (most recent call last)") and "ArtefactError" in err
     assert err.splitlines()[-1].startswith("symloss eval: error: loss='dpoo'")
 
 
