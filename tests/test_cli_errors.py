@@ -93,7 +93,7 @@ def test_cuda_on_a_machine_without_it_fails_at_once(argv, capsys, tmp_path, monk
 def test_verbose_adds_the_traceback_before_or_after_the_command(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("Traceback (most recent call last)") and "ArtefactError" in err
+    assert err.startswith("Traceback (most recent call last)") and "ArtefactNotFoundError" in err
     assert err.splitlines()[-1].startswith("symloss eval: error: loss='dpoo'")
 
 
