@@ -9,8 +9,17 @@
 True
 """
 
+from symloss.expr._bounds import FormulaError
 from symloss.expr._canonical import canonical_key, complexity, round_constants, stabilise
-from symloss.expr._checks import CHECKS, CheckResult, check_imitation, check_link, check_mirror
+from symloss.expr._checks import (
+    CHECKS,
+    DEFAULT_U_RANGE,
+    SAFETY_U_RANGE,
+    CheckResult,
+    check_imitation,
+    check_link,
+    check_mirror,
+)
 from symloss.expr._compile import TORCH_OPS, CompiledExpr, CompileError, clear_cache, compile_expr
 from symloss.expr._export import expr_from_json, expr_to_json, rationalise, to_latex, to_python
 from symloss.expr._functions import (
@@ -25,7 +34,7 @@ from symloss.expr._functions import (
     softplus,
     sqrtabs,
 )
-from symloss.expr._grammar import FUNCTIONS, SYMBOLS, FormulaError, parse_formula, to_formula
+from symloss.expr._grammar import FUNCTIONS, SYMBOLS, parse_formula, to_formula
 from symloss.expr._primitives import (
     DEFAULT_PRIMITIVES,
     PRIMITIVES,
@@ -37,7 +46,8 @@ from symloss.expr._primitives import (
 )
 
 __all__ = [
-    "CHECKS", "DEFAULT_PRIMITIVES", "FUNCTIONS", "PRIMITIVES", "SLOT_VARIABLES", "SYMBOLS", "TORCH_IMPL",
+    "CHECKS", "DEFAULT_PRIMITIVES", "DEFAULT_U_RANGE", "FUNCTIONS", "PRIMITIVES", "SAFETY_U_RANGE",
+    "SLOT_VARIABLES", "SYMBOLS", "TORCH_IMPL",
     "TORCH_OPS", "CheckResult", "CompileError", "CompiledExpr", "FormulaError", "canonical_key",
     "check_imitation", "check_link", "check_mirror", "clear_cache", "compile_expr", "complexity", "expc",
     "expr_from_json", "expr_to_json", "log1mexp", "logsigmoid", "make_pset", "parse_formula", "pdiv", "plog",

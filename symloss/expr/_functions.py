@@ -28,6 +28,7 @@ sqrtabs(x)        sqrt(|x| + 1e-12)                                             
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 
 import mpmath
@@ -41,10 +42,21 @@ PLOG_MIN = 1e-10
 PDIV_EPS = 1e-6
 SQRTABS_EPS = 1e-12
 _LN2 = math.log(2.0)
+_FLOAT_MAX = sys.float_info.max
 
 
 class _RealFunction(sp.Function):
     """Base class: real for real arguments, evaluated numerically through :meth:`_mp`."""
+
+    def __new__(cls, *args, **options):
+        # SymPy's Function.__new__ passes str arguments to sympify, which evaluates Python: refuse text.
+        for arg in args:
+            if isinstance(arg, str | bytes):
+                raise TypeError(
+                    f"{cls.__name__}(): got the text {arg[:60]!r}; pass a SymPy expression, or parse text "
+                    "with symloss.expr.parse_formula(text, variables) first"
+                )
+        return super().__new__(cls, *args, **options)
 
     @classmethod
     def _mp(cls, *args: mpmath.mpf) -> mpmath.mpf:  # pragma: no cover - abstract
@@ -54,12 +66,19 @@ class _RealFunction(sp.Function):
         return all(arg.is_real for arg in self.args) or None
 
     def _eval_evalf(self, prec: int) -> sp.Expr | None:
-        values = [arg._eval_evalf(prec) for arg in self.args]
-        if any(v is None or not v.is_Float for v in values):
-            return None
+        """The value at ``prec`` bits for number arguments (floats, integers, fractions alike); None, so
+        SymPy keeps the call unevaluated, when an argument is not a number or a value is beyond float64."""
+        values = []
+        for arg in self.args:
+            value = arg if arg.is_Rational else arg._eval_evalf(prec)
+            if value is None or not (value.is_Float or value.is_Rational):
+                return None
+            values.append(mpmath.mpf(value.p) / value.q if value.is_Rational else mpmath.mpf(value._mpf_))
         with mpmath.workprec(prec):
-            result = self._mp(*[mpmath.mpf(v._mpf_) for v in values])
-            if not mpmath.isfinite(result):
+            if not all(mpmath.isfinite(v) and abs(v) <= _FLOAT_MAX for v in values):
+                return None
+            result = self._mp(*values)
+            if not mpmath.isfinite(result) or abs(result) > _FLOAT_MAX:
                 return None
             return sp.Float._new(mpmath.mpf(result)._mpf_, prec)
 
@@ -133,8 +152,9 @@ class log1mexp(_RealFunction):  # noqa: N801
 
     @classmethod
     def _mp(cls, x):
+        # the same two branches as the Torch form: log(1 - e^x) = log1p(-e^x) rounds to 0 nowhere
         x = min(x, mpmath.mpf(LOG1MEXP_MAX))
-        return mpmath.log(-mpmath.expm1(x))
+        return mpmath.log(-mpmath.expm1(x)) if x > -_LN2 else mpmath.log1p(-mpmath.exp(x))
 
     def _latex_body(self, printer) -> str:
         return r"\ln\left(1 - e^{%s}\right)" % self._latex_args(printer)[0]
