@@ -25,7 +25,8 @@ from collections.abc import Callable
 import mpmath
 import sympy as sp
 
-from symloss.expr._functions import CUSTOM_FUNCTIONS, expc, softplus
+from symloss.expr._functions import expc, softplus
+from symloss.expr._twins import CUSTOM_FUNCTIONS
 
 MAX_NODES = 2000
 MAX_DEPTH = 100

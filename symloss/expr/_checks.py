@@ -4,8 +4,8 @@ A mirror map m(u[, t]) is valid when, for t in {0, 1/2, 1},
 
 - it is finite with finite gradients on the safety range u in [-1e4, -1e-8] (:data:`SAFETY_U_RANGE`:
   every log-probability a policy can reasonably give) and on ``u_range``;
-- it is strictly increasing in u on ``u_range`` (the range of the training data's log-probabilities,
-  :data:`DEFAULT_U_RANGE` = the safety range when not given), so h is strictly convex there, and not
+- it is strictly increasing in u on ``u_range`` (the range of the training data's log-probabilities;
+  :data:`DEFAULT_U_RANGE` = [-700, -1e-8] when not given), so h is strictly convex there, and not
   constant.
 
 A link g(z[, t]) is valid when it is finite with finite gradients on z in [-20, 20] and decreasing
@@ -35,8 +35,10 @@ from symloss.expr._singular import singular_points
 
 SAFETY_U_RANGE: tuple[float, float] = (-1e4, -1e-8)
 """u on which every mirror map and imitation term must be finite with finite gradients."""
-DEFAULT_U_RANGE: tuple[float, float] = SAFETY_U_RANGE
-"""u on which a mirror map must be strictly increasing when no data range is given."""
+DEFAULT_U_RANGE: tuple[float, float] = (-700.0, -1e-8)
+"""u on which a mirror map must be strictly increasing when no data range is given: the safety range
+down to -700, where e^u is still a normal float64 (>= 1e-304), so that maps built on e^u such as
+softplus(u) (a zoo seed of the search) are not judged flat where float64 rounds e^u to 0."""
 LINK_Z_RANGE: tuple[float, float] = (-20.0, 20.0)
 MIRROR_GRID_POINTS = 400
 LOG_POINTS = 1600
@@ -133,7 +135,7 @@ def _finite_reason(fn, grids: dict[str, torch.Tensor], name: str, uses_t: bool) 
 
 def _finite_grids(u_range: tuple[float, float]) -> dict[str, torch.Tensor]:
     grids = {f"{_span(*SAFETY_U_RANGE)} (the safety range)": u_grid(*SAFETY_U_RANGE)}
-    if u_range != SAFETY_U_RANGE:
+    if u_range not in (SAFETY_U_RANGE, DEFAULT_U_RANGE):  # the default lies inside the safety range
         grids[f"{_span(*u_range)} (u_range)"] = u_grid(*u_range)
     return grids
 

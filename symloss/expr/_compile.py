@@ -3,7 +3,7 @@
 :func:`compile_expr` walks the SymPy tree once, merges shared sub-expressions, folds constant
 sub-expressions into numbers, and records a tape ``[(torch_fn, argument slots), ...]``. Calling the result
 replays the tape on tensors of any device and dtype, so autograd flows through every operation. Only the
-operations in :data:`TORCH_OPS` and :data:`symloss.expr._functions.TORCH_IMPL` are known; anything else
+operations in :data:`TORCH_OPS` and :data:`symloss.expr._twins.TORCH_IMPL` are known; anything else
 raises :class:`CompileError` naming the operation. Compiled functions are cached by canonical key.
 """
 
@@ -19,8 +19,8 @@ import torch
 
 from symloss.expr._bounds import FormulaError, constant_value
 from symloss.expr._canonical import canonical_key
-from symloss.expr._functions import TORCH_IMPL
 from symloss.expr._grammar import as_expr, guarded
+from symloss.expr._twins import TORCH_IMPL
 
 CACHE_SIZE = 8192
 

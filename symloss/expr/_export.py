@@ -16,6 +16,7 @@ import sympy as sp
 
 from symloss.expr._bounds import FormulaError, constant_value, show
 from symloss.expr._canonical import canonical_key, complexity
+from symloss.expr._elementary import Abs, Max, Min, sign, tanh
 from symloss.expr._functions import (
     EXPC_MAX,
     LOG1MEXP_MAX,
@@ -85,7 +86,7 @@ _HELPERS: dict[type[sp.Function], tuple[str, str]] = {
         "    return torch.where(safe, q, torch.ones_like(q))\n")),
 }
 _TORCH_NAMES = {sp.exp: "torch.exp", sp.log: "torch.log", sp.Abs: "torch.abs", sp.tanh: "torch.tanh",
-                sp.sign: "torch.sign"}
+                sp.sign: "torch.sign", tanh: "torch.tanh", Abs: "torch.abs", sign: "torch.sign"}
 _EXTREMA = "def _extremum(op, *xs):\n    ref = next(x for x in xs if torch.is_tensor(x))\n" \
     "    out = torch.as_tensor(xs[0], dtype=ref.dtype, device=ref.device)\n" \
     "    for x in xs[1:]:\n        out = op(out, torch.as_tensor(x, dtype=ref.dtype, device=ref.device))\n" \
@@ -125,9 +126,9 @@ class _SourcePrinter:
             if exponent.is_Number:
                 return f"torch.pow({self(base)}, {int(exponent) if exponent.is_Integer else float(exponent)!r})"
             return f"torch.pow({self(base)}, {self(exponent)})"
-        if isinstance(e, sp.Max | sp.Min):
+        if isinstance(e, sp.Max | sp.Min | Max | Min):
             self.helpers["_extremum"] = _EXTREMA
-            op = "torch.maximum" if isinstance(e, sp.Max) else "torch.minimum"
+            op = "torch.maximum" if isinstance(e, sp.Max | Max) else "torch.minimum"
             return f"_extremum({op}, " + ", ".join(self(a) for a in e.args) + ")"
         if type(e) in _HELPERS:
             name, source = _HELPERS[type(e)]
@@ -178,8 +179,8 @@ def expr_from_json(record: dict[str, Any] | str, *, field: str = "expression") -
     if isinstance(record, str):
         try:
             record = json.loads(record)
-        except json.JSONDecodeError as exc:
-            raise FormulaError(f"{field}: not valid JSON ({exc})") from exc
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; so are huge ints
+            raise FormulaError(f"{field}: not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from exc
     if not isinstance(record, dict) or "formula" not in record or "variables" not in record:
         raise FormulaError(f"{field}: expected a JSON object with 'formula' and 'variables'")
     variables = record["variables"]

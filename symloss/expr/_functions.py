@@ -6,8 +6,8 @@ Every function here is a real-valued SymPy ``Function`` with
 - ``_eval_evalf``: a high-precision evaluation through mpmath, used as the reference in tests,
 - ``_latex``: a readable LaTeX form,
 
-and an entry in :data:`TORCH_IMPL` giving a Torch implementation whose values *and* gradients are finite
-on the whole real line. Protected primitives carry their protection in their definition, so SymPy's
+and an entry in :data:`symloss.expr._twins.TORCH_IMPL` giving a Torch implementation whose values *and*
+gradients are finite on the whole real line. Protected primitives carry their protection in their definition, so SymPy's
 value and Torch's value agree everywhere:
 
 ================  ==============================================================  =======================
@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
 
 import mpmath
 import sympy as sp
-import torch
-import torch.nn.functional as F
 
 LOG1MEXP_MAX = -1e-12
 EXPC_MAX = 50.0
@@ -248,55 +245,3 @@ class sqrtabs(_RealFunction):  # noqa: N801
 
     def _latex_body(self, printer) -> str:
         return r"\sqrt{\left|%s\right|}" % self._latex_args(printer)[0]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Torch implementations: finite values and gradients everywhere.
-
-
-def torch_log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """log(1 - e^x), stable: log(-expm1(x)) near 0, log1p(-e^x) below -ln 2 (Maechler 2012)."""
-    x = x.clamp(max=LOG1MEXP_MAX)
-    near = torch.log(-torch.expm1(x.clamp(min=-_LN2)))
-    far = torch.log1p(-torch.exp(x.clamp(max=-_LN2)))
-    return torch.where(x > -_LN2, near, far)
-
-
-def torch_pdiv(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a / b where |b| > 1e-6, else 1; the denominator is sanitised first so no gradient is NaN."""
-    b = torch.as_tensor(b, dtype=a.dtype if isinstance(a, torch.Tensor) else None)
-    safe = b.abs() > PDIV_EPS
-    quotient = a / torch.where(safe, b, torch.ones_like(b))
-    return torch.where(safe, quotient, torch.ones_like(quotient))
-
-
-def torch_plog(x: torch.Tensor) -> torch.Tensor:
-    """log(max(|x|, 1e-10))."""
-    return torch.log(x.abs().clamp(min=PLOG_MIN))
-
-
-def torch_sqrtabs(x: torch.Tensor) -> torch.Tensor:
-    """sqrt(|x| + 1e-12)."""
-    return torch.sqrt(x.abs() + SQRTABS_EPS)
-
-
-def torch_expc(x: torch.Tensor) -> torch.Tensor:
-    """e^min(x, 50)."""
-    return torch.exp(x.clamp(max=EXPC_MAX))
-
-
-TORCH_IMPL: dict[type[sp.Function], Callable[..., torch.Tensor]] = {
-    softplus: F.softplus,
-    logsigmoid: F.logsigmoid,
-    sigmoid: torch.sigmoid,
-    log1mexp: torch_log1mexp,
-    relu: torch.relu,
-    expc: torch_expc,
-    plog: torch_plog,
-    pdiv: torch_pdiv,
-    sqrtabs: torch_sqrtabs,
-}
-"""Custom SymPy function -> Torch implementation."""
-
-CUSTOM_FUNCTIONS: dict[str, type[sp.Function]] = {cls.__name__: cls for cls in TORCH_IMPL}
-"""Grammar name -> custom SymPy function."""

@@ -27,7 +27,7 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from symloss.expr._bounds import MAX_CONSTANT, BoundsWalk, FormulaError, check_bounds, show
-from symloss.expr._functions import CUSTOM_FUNCTIONS
+from symloss.expr._twins import CUSTOM_FUNCTIONS
 
 MAX_FORMULA_LENGTH = 4000
 MAX_NESTING = 60
@@ -55,16 +55,11 @@ FUNCTIONS: dict[str, tuple[int, Callable[..., sp.Expr]]] = {
     "log": (1, sp.log),
     "ln": (1, sp.log),
     "sqrt": (1, _sqrt),
-    "abs": (1, sp.Abs),
-    "Abs": (1, sp.Abs),
-    "tanh": (1, sp.tanh),
-    "sign": (1, sp.sign),
     "square": (1, square),
-    "max": (2, sp.Max),
-    "Max": (2, sp.Max),
-    "min": (2, sp.Min),
-    "Min": (2, sp.Min),
-    **{name: (2 if name == "pdiv" else 1, cls) for name, cls in CUSTOM_FUNCTIONS.items()},
+    "abs": (1, CUSTOM_FUNCTIONS["Abs"]),
+    "max": (2, CUSTOM_FUNCTIONS["Max"]),
+    "min": (2, CUSTOM_FUNCTIONS["Min"]),
+    **{name: (min(cls.nargs), cls) for name, cls in CUSTOM_FUNCTIONS.items()},
 }
 """Function name -> (number of arguments, SymPy constructor taking ``evaluate=``)."""
 
@@ -153,7 +148,12 @@ class _Parser:
     def built(self, unevaluated: sp.Expr, build: Callable[[], sp.Expr]) -> sp.Expr:
         """``build()`` once ``unevaluated`` (the same operation with ``evaluate=False``) is within bounds."""
         self.bounds.visit(unevaluated)  # folds constant operations first: overflow stops here
-        node = build()
+        try:
+            node = build()
+        except FormulaError:
+            raise
+        except (ValueError, TypeError) as exc:  # e.g. Max of an argument SymPy cannot order
+            raise FormulaError(f"{self.field}: SymPy cannot build {show(unevaluated)}: {exc}") from exc
         self.bounds.visit(node)
         return node
 
@@ -208,7 +208,8 @@ class _Parser:
         if abs(value) > MAX_CONSTANT:
             raise self.error(f"the number {tok.text[:30]} is outside the accepted range: numbers in a formula "
                              f"must lie in [-{MAX_CONSTANT:g}, {MAX_CONSTANT:g}]; rescale the formula", tok)
-        node = sp.Integer(tok.text.lstrip("0") or "0") if tok.text.isdigit() else sp.Float(tok.text)
+        # decimals are read as float64 (what to_formula prints, repr(float)), so text round-trips exactly
+        node = sp.Integer(tok.text.lstrip("0") or "0") if tok.text.isdigit() else sp.Float(value)
         self.bounds.visit(node)
         return node
 

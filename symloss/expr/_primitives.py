@@ -18,6 +18,7 @@ import sympy as sp
 from deap import gp
 
 from symloss.expr._bounds import MAX_NODES, FormulaError, constant_value, show
+from symloss.expr._elementary import tanh
 from symloss.expr._functions import expc, log1mexp, logsigmoid, pdiv, plog, softplus, sqrtabs
 from symloss.expr._grammar import MAX_EXPONENT, SYMBOLS, as_expr, guarded, square
 
@@ -38,7 +39,7 @@ PRIMITIVES: dict[str, tuple[int, Callable[..., sp.Expr]]] = {
     "softplus": (1, softplus),
     "logsigmoid": (1, logsigmoid),
     "log1mexp": (1, log1mexp),
-    "tanh": (1, sp.tanh),
+    "tanh": (1, tanh),
     "square": (1, square),
     "sqrtabs": (1, sqrtabs),
 }
@@ -128,7 +129,7 @@ def _tree_node(node: object, stack: list[sp.Expr]) -> sp.Expr:
 
 _FUNCTION_PRIMITIVE = {
     expc: "exp", sp.exp: "exp", plog: "log", sp.log: "log", softplus: "softplus",
-    logsigmoid: "logsigmoid", log1mexp: "log1mexp", sp.tanh: "tanh", sqrtabs: "sqrtabs",
+    logsigmoid: "logsigmoid", log1mexp: "log1mexp", sp.tanh: "tanh", tanh: "tanh", sqrtabs: "sqrtabs",
 }
 
 

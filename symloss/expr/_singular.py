@@ -24,20 +24,27 @@ PROGRESS = (0.0, 0.5, 1.0)
 
 
 def _cells(trace: list[torch.Tensor], slots: tuple[int, ...], grid: torch.Tensor) -> list[tuple[int, int]]:
-    """(slot, grid index) of local minima of |value| of each singular argument, smallest first."""
-    found: list[tuple[float, int, int]] = []
+    """(slot, grid index) of the MAX_CELLS smallest strict local minima of |value| over the singular
+    arguments (flat stretches and non-finite values are left to the grid itself)."""
+    sizes, owners, indices = [], [], []
     points = grid.shape[-1]
     for slot in slots:
         value = trace[slot]
         if value.dim() == 0 or value.shape[-1] != points:
             continue  # does not depend on the main variable
-        size = torch.nan_to_num(value.detach().abs().reshape(-1, points)[0], nan=float("inf"))
-        left = torch.cat([size.new_full((1,), float("inf")), size[:-1]])
-        right = torch.cat([size[1:], size.new_full((1,), float("inf"))])
-        minima = ((size <= left) & (size <= right)).nonzero().flatten()
-        found += [(size[i].item(), slot, int(i)) for i in minima]
-    found.sort()
-    return [(slot, index) for _, slot, index in found[:MAX_CELLS]]
+        size = value.detach().abs().reshape(-1, points)[0]
+        inf = size.new_full((1,), float("inf"))
+        left, right = torch.cat([inf, size[:-1]]), torch.cat([size[1:], inf])
+        minimum = torch.isfinite(size) & (size <= left) & (size <= right) & ((size < left) | (size < right))
+        index = minimum.nonzero().flatten()
+        sizes.append(size[index])
+        indices.append(index)
+        owners.append(torch.full_like(index, slot))
+    if not sizes:
+        return []
+    size, owner, index = torch.cat(sizes), torch.cat(owners), torch.cat(indices)
+    keep = torch.topk(size, min(MAX_CELLS, len(size)), largest=False).indices
+    return list(zip(owner[keep].tolist(), index[keep].tolist(), strict=True))
 
 
 def _narrow(fn: CompiledExpr, cells: list[tuple[int, int]], grid: torch.Tensor,
