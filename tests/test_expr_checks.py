@@ -77,7 +77,9 @@ def test_bad_u_range_is_refused_with_the_rule(u_range):
 
 def test_narrow_blow_ups_between_grid_points_are_found():
     plain = u_grid(*SAFETY_U_RANGE)
-    for text in ["u_w + 1/(u_w + 2.1)^64", "exp(1/(u_w + 3))", "u_w + 1/(u_w^2 + 4.2*u_w + 4.41)^40"]:
+    texts = ["u_w + 1/(u_w + 2.1234567)^64", "exp(1/(u_w + 3.0123457))",
+             "u_w + 1/(u_w^2 + 4.2469134*u_w + 4.50906835)^40"]  # poles off the grid's round numbers
+    for text in texts:
         expr = parse_formula(text, ["u_w"])
         fn = compile_expr(expr, ["u_w"])
         x = plain.clone().requires_grad_(True)
@@ -87,6 +89,10 @@ def test_narrow_blow_ups_between_grid_points_are_found():
         result = check_imitation(expr)
         assert not result and "non-finite" in result.reason, text
     assert check_imitation(parse_formula("1/(u_w - 1)", ["u_w"]))  # the pole lies outside u_w < 0
+    result = check_imitation(parse_formula("1/(u_w + 2)", ["u_w"]))  # a pole on a round number
+    assert not result and "first at u_w = -2" in result.reason
+    result = check_link(parse_formula("softplus(-z) + sqrt(sign(z)^4 - t)", ["z", "t"]), uses_t=True)
+    assert not result and "first at z = 0" in result.reason
 
 
 def test_checks_refuse_text_outside_the_grammar_and_never_raise_for_expressions():

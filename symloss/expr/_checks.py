@@ -67,13 +67,33 @@ def mirror_grid(points: int = MIRROR_GRID_POINTS) -> torch.Tensor:
     return dense.flip(0)  # increasing: -50 ... -1e-4
 
 
+def _round_numbers() -> torch.Tensor:
+    """k/d (k <= 100, d in 1, 2, 4, 10, 100) and k 10^j (k <= 9, 10^-8 <= 10^j <= 10^4), positive: where
+    hand-written formulas put their poles and kinks (1/(u + 1), sign(z)), so the grids contain them exactly."""
+    fractions = [k / d for k in range(1, 101) for d in (1, 2, 4, 10, 100)]
+    decades = [k * 10.0**j for k in range(1, 10) for j in range(-8, 5)]
+    return torch.tensor(sorted(set(fractions + decades)), dtype=torch.float64)
+
+
 @functools.lru_cache(maxsize=64)
 def u_grid(lo: float, hi: float, log_points: int = LOG_POINTS, linear_points: int = LINEAR_POINTS) -> torch.Tensor:
-    """Increasing grid on [lo, hi] (lo < hi < 0): ``log_points`` log-spaced in |u| (dense near hi) and
-    ``linear_points`` evenly spaced (dense near lo on a log scale), both ends included; shape [<= sum]."""
+    """Increasing grid on [lo, hi] (lo < hi < 0): ``log_points`` log-spaced in |u| (dense near hi),
+    ``linear_points`` evenly spaced (dense near lo on a log scale) and the round numbers in between,
+    both ends included; shape [<= log_points + linear_points + 1,700]."""
     logs = -torch.logspace(math.log10(-hi), math.log10(-lo), log_points, dtype=torch.float64)
     linear = torch.linspace(lo, hi, linear_points, dtype=torch.float64)
-    return torch.unique(torch.cat([logs, linear]))  # sorted increasing, duplicates dropped
+    round_u = -_round_numbers()
+    round_u = round_u[(round_u >= lo) & (round_u <= hi)]
+    return torch.unique(torch.cat([logs, linear, round_u]))  # sorted increasing, duplicates dropped
+
+
+@functools.lru_cache(maxsize=1)
+def z_grid() -> torch.Tensor:
+    """Margins on [-20, 20]: steps of 0.05 (0 and the halves exactly) and the round numbers; increasing."""
+    steps = torch.arange(-400, 401, dtype=torch.float64) / 20
+    round_z = _round_numbers()
+    round_z = round_z[round_z <= LINK_Z_RANGE[1]]
+    return torch.unique(torch.cat([steps, round_z, -round_z]))
 
 
 def _check_u_range(u_range: tuple[float, float] | None) -> tuple[float, float]:
@@ -169,7 +189,7 @@ def check_link(expr: sp.Expr | str, *, uses_t: bool = False) -> CheckResult:
     fn = _compiled(expr, ("z", "t") if uses_t else ("z",), "check_link")
     if isinstance(fn, str):
         return CheckResult(False, fn)
-    grid = torch.linspace(*LINK_Z_RANGE, 401, dtype=torch.float64)
+    grid = z_grid()
     if reason := _finite_reason(fn, {_span(*LINK_Z_RANGE): grid}, "z", uses_t):
         return CheckResult(False, reason)
     _, grad = _evaluate(fn, grid, uses_t)
