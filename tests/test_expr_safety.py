@@ -194,6 +194,26 @@ def test_expressions_beyond_the_limits_are_refused_everywhere(expr, fragment):
     assert time.process_time() - start < 2.0
 
 
+SLOW_IN_SYMPY = [  # SymPy's own tanh/Abs/Max asked as_real_imag and factor_terms: seconds, exponential in depth
+    "tanh(" * 10 + "log(u)" + ")" * 10,
+    "pdiv(abs(sqrt(sqrt(min(-(square(sqrt(u))), -(max(-(square((sigmoid(2) * (log(u) - t)))), sqrt(u - 1))))))), "
+    "square(square(square(softplus((log(tanh(max(relu((0.5 / sqrt(u - 1))), log(plog(2))))) / log(u + 1)))))))",
+    "softplus(log(softplus(log(log(log(expc(tanh(exp(tanh(tanh(tanh((tanh(sqrt(((tanh((log(-(sqrt(log(log(expc(sqrt(("
+    "tanh(exp(exp(log(expc((expc(sqrt(sqrt(softplus(tanh(expc(-(u)))))))))))))))))))))))))))))))))))))))))",
+]
+
+
+@pytest.mark.parametrize("text", SLOW_IN_SYMPY)
+def test_formulas_slow_in_sympy_are_handled_within_a_second(text):
+    start = time.process_time()
+    try:
+        expr = ex.stabilise(ex.parse_formula(text, ["u", "t"]))
+        ex.check_mirror(expr, uses_t=True), ex.canonical_key(expr), ex.to_latex(expr)
+    except FormulaError as exc:
+        assert str(exc)
+    assert time.process_time() - start < 1.0
+
+
 def test_every_step_of_a_long_valid_formula_is_fast():
     text = "u + " + " + ".join(f"softplus(u - {i})*tanh(1/{i + 1})" for i in range(33))
     assert 900 < len(text) <= 1000
