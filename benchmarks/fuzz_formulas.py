@@ -301,8 +301,8 @@ class Runner:
             counts.cpu_seconds.append(cpu)
             counts.over_1s_cpu += cpu > 1.0
             counts.over_1s_wall += wall > 1.0
-            if cpu > 1.0:
-                counts.note("over 1 s", f"{cpu:.2f} s CPU | {label}")
+            if max(cpu, wall) > 1.0:
+                counts.note("over 1 s", f"{cpu:.2f} s CPU, {wall:.2f} s wall | {label}")
         if verify is not None and _non_finite(verify[0], self.grids["z" if slot == "link" else "u"], verify[1]):
             counts.non_finite_let_through += 1
             counts.note("non-finite let through", label)

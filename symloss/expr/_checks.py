@@ -140,7 +140,7 @@ def _compiled(expr: sp.Expr | str, variables: Sequence[str], field: str):
 def _finite_reason(fn, grids: dict[str, torch.Tensor], name: str, uses_t: bool) -> str:
     """The first domain (of ``grids``: label -> points) where values or gradients are not finite, or ""."""
     for label, grid in grids.items():
-        points = torch.cat([grid, singular_points(fn, grid, uses_t)])
+        points = torch.cat([grid, singular_points(fn, grid, PROGRESS_GRID if uses_t else None)])
         result = _evaluate(fn, points, uses_t)
         if isinstance(result, str):
             return result
@@ -171,7 +171,10 @@ def check_mirror(expr: sp.Expr | str, *, uses_t: bool = False, u_range: tuple[fl
     if reason := _finite_reason(fn, _finite_grids((lo, hi)), "u", uses_t):
         return CheckResult(False, reason)
     grid = u_grid(lo, hi)
-    values, grad = _evaluate(fn, grid, uses_t)
+    result = _evaluate(fn, grid, uses_t)
+    if isinstance(result, str):
+        return CheckResult(False, result)
+    values, grad = result
     if bool((values.diff(dim=1) == 0).all() and (grad == 0).all()):
         return CheckResult(False, f"constant in u on {_span(lo, hi)}: m must be strictly increasing")
     rounding = 8 * torch.finfo(torch.float64).eps * torch.maximum(values[:, 1:].abs(), values[:, :-1].abs())
@@ -192,7 +195,10 @@ def check_link(expr: sp.Expr | str, *, uses_t: bool = False) -> CheckResult:
     grid = z_grid()
     if reason := _finite_reason(fn, {_span(*LINK_Z_RANGE): grid}, "z", uses_t):
         return CheckResult(False, reason)
-    _, grad = _evaluate(fn, grid, uses_t)
+    result = _evaluate(fn, grid, uses_t)
+    if isinstance(result, str):
+        return CheckResult(False, result)
+    _, grad = result
     near_zero = grid.abs() <= 1.0
     if not (grad[:, near_zero] < 0).any(dim=1).all():
         return CheckResult(False, "not decreasing in z anywhere on [-1, 1]: the chosen response would not be "

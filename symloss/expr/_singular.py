@@ -13,6 +13,8 @@ about ``ROUNDS`` tape evaluations of at most ``MAX_CELLS * 17`` points per progr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from symloss.expr._compile import CompiledExpr
@@ -20,7 +22,6 @@ from symloss.expr._compile import CompiledExpr
 MAX_CELLS = 64
 ROUNDS = 20
 SPLIT = 17
-PROGRESS = (0.0, 0.5, 1.0)
 
 
 def _cells(trace: list[torch.Tensor], slots: tuple[int, ...], grid: torch.Tensor) -> list[tuple[int, int]]:
@@ -73,15 +74,15 @@ def _broadcast(value: torch.Tensor, numel: int) -> torch.Tensor:
     return value.reshape(-1) if value.numel() == numel else value.expand(numel).reshape(-1)
 
 
-def singular_points(fn: CompiledExpr, grid: torch.Tensor, uses_t: bool) -> torch.Tensor:
+def singular_points(fn: CompiledExpr, grid: torch.Tensor, progress: Sequence[float] | None = None) -> torch.Tensor:
     """Points near zeros (or near-zeros) of ``fn``'s singular arguments on ``grid`` (increasing, 1-D),
-    for the progress values t in {0, 1/2, 1} when ``uses_t``; shape [Q], Q = 0 when there are none."""
+    for each progress value t in ``progress`` (None: ``fn`` takes no t); shape [Q], Q = 0 when none."""
     slots = fn.singular_slots
     if not slots:
         return grid.new_empty(0)
     found = []
     with torch.no_grad():
-        for t in PROGRESS if uses_t else (None,):
+        for t in (None,) if progress is None else progress:
             extra = [] if t is None else [torch.tensor(t, dtype=grid.dtype)]
             trace = fn.trace(grid, *extra)
             cells = _cells(trace, slots, grid)
