@@ -3,13 +3,13 @@
 :func:`compile_expr` walks the SymPy tree once, merges shared sub-expressions, folds constant
 sub-expressions into numbers, and records a tape ``[(torch_fn, argument slots), ...]``. Calling the result
 replays the tape on tensors of any device and dtype, so autograd flows through every operation. Only the
-operations in :data:`TORCH_OPS` and :data:`symloss.expr._functions.TORCH_IMPL` are known; anything else
+operations in :data:`TORCH_OPS` and :data:`symloss.expr._twins.TORCH_IMPL` are known; anything else
 raises :class:`CompileError` naming the operation. Compiled functions are cached by canonical key.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,14 +17,18 @@ from dataclasses import dataclass, field
 import sympy as sp
 import torch
 
+from symloss.expr._bounds import FormulaError, constant_value
 from symloss.expr._canonical import canonical_key
-from symloss.expr._functions import TORCH_IMPL
+from symloss.expr._grammar import as_expr, guarded
+from symloss.expr._twins import TORCH_IMPL
 
 CACHE_SIZE = 8192
 
 
-class CompileError(ValueError):
-    """An expression cannot be compiled to Torch; the message says which operation or value is at fault."""
+class CompileError(FormulaError):
+    """An expression cannot be compiled to Torch; the message says which operation or value is at fault.
+
+    A :class:`~symloss.expr.FormulaError` (and so a ``ValueError``)."""
 
 
 def _heaviside(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
@@ -103,8 +107,15 @@ def _power_op(exponent: sp.Expr) -> Callable[..., torch.Tensor] | None:
         return torch.rsqrt
     if exponent.is_Number:
         value = int(exponent) if exponent.is_Integer else float(exponent)
-        return lambda x: torch.pow(x, value)
+        return functools.partial(torch.pow, exponent=value)
     return None
+
+
+def _singular_at_zero(fn: Callable[..., torch.Tensor]) -> bool:
+    """Whether ``fn``'s (first) argument reaching 0 can make its value or gradient infinite."""
+    if fn in (torch.reciprocal, torch.rsqrt, torch.sqrt, torch.log, torch.pow):
+        return True
+    return isinstance(fn, functools.partial) and fn.func is torch.pow and fn.keywords["exponent"] < 1
 
 
 @dataclass(frozen=True)
@@ -147,12 +158,23 @@ class CompiledExpr:
             like = like.to(torch.get_default_dtype())
         inputs = [a if isinstance(a, torch.Tensor) else torch.as_tensor(a, dtype=like.dtype,
                                                                          device=like.device) for a in args]
-        values: list[torch.Tensor] = [*inputs, *self._constant_tensors(like)]
-        for step in self.steps:
-            values.append(step.fn(*(values[i] for i in step.slots)))
+        values = self.trace(*inputs, like=like)
         out = values[self.output_slot]
         shape = torch.broadcast_shapes(*(x.shape for x in inputs)) if inputs else out.shape
         return out if out.shape == shape else out.expand(shape)
+
+    def trace(self, *inputs: torch.Tensor, like: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Every value of the tape: the inputs, the constants, then each operation's output, in order."""
+        values: list[torch.Tensor] = [*inputs, *self._constant_tensors(inputs[0] if like is None else like)]
+        for step in self.steps:
+            values.append(step.fn(*(values[i] for i in step.slots)))
+        return values
+
+    @property
+    def singular_slots(self) -> tuple[int, ...]:
+        """Slots of :meth:`trace` feeding an operation that is singular where its argument is 0 (1/x,
+        log x, sqrt x, x^p with p < 1): where the candidate can blow up between grid points."""
+        return tuple(sorted({step.slots[0] for step in self.steps if _singular_at_zero(step.fn)}))
 
 
 class _TapeBuilder:
@@ -164,13 +186,12 @@ class _TapeBuilder:
         self.pending: list[sp.Basic] = []
 
     def constant(self, node: sp.Basic) -> float:
+        """The value of a constant sub-expression, folded in bounded precision (never SymPy's evalf,
+        whose cost grows with the size of the number: exp(exp(exp(100))) would not return)."""
         try:
-            value = complex(node.evalf())
-        except (TypeError, ValueError) as exc:
-            raise CompileError(f"constant sub-expression {node} does not evaluate to a number") from exc
-        if value.imag != 0 or not math.isfinite(value.real):
-            raise CompileError(f"constant sub-expression {node} is {value}, not a finite real number")
-        return value.real
+            return constant_value(node, field="compile_expr")
+        except FormulaError as exc:
+            raise CompileError(str(exc)) from exc
 
     def visit(self, node: sp.Basic) -> None:
         """Post-order traversal (iterative, so deep trees don't hit Python's recursion limit)."""
@@ -242,23 +263,28 @@ class _TapeBuilder:
 _CACHE: OrderedDict[tuple[str, tuple[str, ...]], CompiledExpr] = OrderedDict()
 
 
-def compile_expr(expr: sp.Expr, variables: Sequence[str]) -> CompiledExpr:
+def compile_expr(expr: sp.Expr | str, variables: Sequence[str]) -> CompiledExpr:
     """Compile ``expr`` into a Torch function of ``variables`` (names, in call order); cached by key.
 
-    Raises :class:`CompileError` for unknown symbols, unsupported operations and constant parts that are
-    not finite real numbers.
+    ``expr`` is a SymPy expression, or text parsed by symloss's grammar over ``variables``. Raises
+    :class:`CompileError` (a :class:`~symloss.expr.FormulaError`) for text outside the grammar, formulas
+    outside the limits of :mod:`symloss.expr._bounds`, unknown symbols, unsupported operations and
+    constant parts that are not finite real numbers.
     """
-    expr = sp.sympify(expr)
     variables = tuple(variables)
     try:
+        expr = as_expr(expr, variables, field="compile_expr")
         key = canonical_key(expr)
-    except RecursionError as exc:
-        raise CompileError("expression too deeply nested to compile") from exc
+    except CompileError:
+        raise
+    except FormulaError as exc:
+        raise CompileError(str(exc)) from exc
     cached = _CACHE.get((key, variables))
     if cached is not None:
         _CACHE.move_to_end((key, variables))
         return cached
-    compiled = _TapeBuilder(variables).build(expr, key)
+    with guarded("compile_expr", CompileError):
+        compiled = _TapeBuilder(variables).build(expr, key)
     _CACHE[(key, variables)] = compiled
     if len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -7,13 +7,16 @@ The JSON form stores the formula as text in symloss's grammar; :func:`expr_from_
 from __future__ import annotations
 
 import json
+import keyword
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
 import sympy as sp
 
+from symloss.expr._bounds import FormulaError, constant_value, show
 from symloss.expr._canonical import canonical_key, complexity
+from symloss.expr._elementary import Abs, Max, Min, sign, tanh
 from symloss.expr._functions import (
     EXPC_MAX,
     LOG1MEXP_MAX,
@@ -30,13 +33,14 @@ from symloss.expr._functions import (
     softplus,
     sqrtabs,
 )
-from symloss.expr._grammar import SYMBOLS, FormulaError, parse_formula, to_formula
+from symloss.expr._grammar import SYMBOLS, as_expr, guarded, parse_formula, to_formula
 
 JSON_FORMAT = "symloss.expr/1"
 
 
 def rationalise(expr: sp.Expr, *, max_denominator: int = 100, digits: int = 4) -> sp.Expr:
     """Replace floats by small fractions where exact (0.5 -> 1/2), else round to ``digits`` significant digits."""
+    expr = as_expr(expr, field="rationalise")
     replacements = {}
     for f in expr.atoms(sp.Float):
         value = float(f)
@@ -50,7 +54,9 @@ def rationalise(expr: sp.Expr, *, max_denominator: int = 100, digits: int = 4) -
 
 def to_latex(expr: sp.Expr) -> str:
     """Readable LaTeX: rationalised constants, ``\\ln`` for logarithms, named stable functions."""
-    return sp.latex(rationalise(expr), ln_notation=True)
+    expr = rationalise(as_expr(expr, field="to_latex"))
+    with guarded("to_latex"):
+        return sp.latex(expr, ln_notation=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -80,11 +86,26 @@ _HELPERS: dict[type[sp.Function], tuple[str, str]] = {
         "    return torch.where(safe, q, torch.ones_like(q))\n")),
 }
 _TORCH_NAMES = {sp.exp: "torch.exp", sp.log: "torch.log", sp.Abs: "torch.abs", sp.tanh: "torch.tanh",
-                sp.sign: "torch.sign"}
+                sp.sign: "torch.sign", tanh: "torch.tanh", Abs: "torch.abs", sign: "torch.sign"}
 _EXTREMA = "def _extremum(op, *xs):\n    ref = next(x for x in xs if torch.is_tensor(x))\n" \
     "    out = torch.as_tensor(xs[0], dtype=ref.dtype, device=ref.device)\n" \
     "    for x in xs[1:]:\n        out = op(out, torch.as_tensor(x, dtype=ref.dtype, device=ref.device))\n" \
     "    return out\n"
+
+
+def _with_variables(expr: sp.Expr | str, variables: Sequence[str], field: str) -> tuple[sp.Expr, tuple[str, ...]]:
+    """``expr`` as an expression whose symbols are all among ``variables``, themselves names of SYMBOLS."""
+    if isinstance(variables, str) or not all(isinstance(v, str) for v in variables):
+        raise FormulaError(f"{field}: variables must be a list of names from {sorted(SYMBOLS)}, got {variables!r}")
+    variables = tuple(variables)
+    unknown = [v[:40] for v in variables if v not in SYMBOLS]
+    if unknown:
+        raise FormulaError(f"{field}: unknown variable(s) {unknown}; symloss knows {sorted(SYMBOLS)}")
+    expr = as_expr(expr, variables, field=field)
+    missing = sorted(str(s)[:40] for s in expr.free_symbols if str(s) not in variables)
+    if missing:
+        raise FormulaError(f"{field}: symbol(s) {missing} are not among the variables {list(variables)}")
+    return expr, variables
 
 
 class _SourcePrinter:
@@ -95,7 +116,7 @@ class _SourcePrinter:
         if e.is_Symbol:
             return e.name
         if not e.free_symbols:
-            return repr(float(e))
+            return repr(constant_value(e, field="to_python"))
         if isinstance(e, sp.Add):
             return "(" + " + ".join(self(a) for a in e.args) + ")"
         if isinstance(e, sp.Mul):
@@ -105,9 +126,9 @@ class _SourcePrinter:
             if exponent.is_Number:
                 return f"torch.pow({self(base)}, {int(exponent) if exponent.is_Integer else float(exponent)!r})"
             return f"torch.pow({self(base)}, {self(exponent)})"
-        if isinstance(e, sp.Max | sp.Min):
+        if isinstance(e, sp.Max | sp.Min | Max | Min):
             self.helpers["_extremum"] = _EXTREMA
-            op = "torch.maximum" if isinstance(e, sp.Max) else "torch.minimum"
+            op = "torch.maximum" if isinstance(e, sp.Max | Max) else "torch.minimum"
             return f"_extremum({op}, " + ", ".join(self(a) for a in e.args) + ")"
         if type(e) in _HELPERS:
             name, source = _HELPERS[type(e)]
@@ -115,15 +136,21 @@ class _SourcePrinter:
             return f"{name}(" + ", ".join(self(a) for a in e.args) + ")"
         if type(e) in _TORCH_NAMES:
             return f"{_TORCH_NAMES[type(e)]}({self(e.args[0])})"
-        raise ValueError(f"operation {type(e).__name__!r} in {e} has no Torch source form")
+        raise FormulaError(f"to_python: operation {type(e).__name__!r} in {show(e)} has no Torch source form")
 
 
 def to_python(expr: sp.Expr, variables: Sequence[str], *, name: str = "f") -> str:
-    """Standalone Python source defining ``name(*variables)`` with Torch only (no SymPy, no symloss)."""
-    if not name.isidentifier():
-        raise ValueError(f"name={name!r}: not a Python identifier")
+    """Standalone Python source defining ``name(*variables)`` with Torch only (no SymPy, no symloss).
+
+    ``variables`` must be names from :data:`SYMBOLS` and cover the expression's symbols, so that nothing
+    but symloss's own names is ever written into the source.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"name={name!r}: not a Python identifier; use a name such as 'mirror'")
+    expr, variables = _with_variables(expr, variables, "to_python")
     printer = _SourcePrinter()
-    body = printer(expr)
+    with guarded("to_python"):
+        body = printer(expr)
     lines = ['"""Generated by symloss; needs only torch."""', "import math", "", "import torch",
              "import torch.nn.functional as F", "", ""]
     for source in printer.helpers.values():
@@ -140,7 +167,10 @@ def to_python(expr: sp.Expr, variables: Sequence[str], *, name: str = "f") -> st
 
 def expr_to_json(expr: sp.Expr, variables: Sequence[str]) -> dict[str, Any]:
     """A JSON-serialisable record of ``expr``: formula text, variables, LaTeX, canonical key, complexity."""
-    return {"format": JSON_FORMAT, "formula": to_formula(expr), "variables": list(variables),
+    expr, variables = _with_variables(expr, variables, "expr_to_json")
+    with guarded("expr_to_json"):
+        formula = to_formula(expr)
+    return {"format": JSON_FORMAT, "formula": formula, "variables": list(variables),
             "latex": to_latex(expr), "key": canonical_key(expr), "complexity": complexity(expr)}
 
 
@@ -149,8 +179,8 @@ def expr_from_json(record: dict[str, Any] | str, *, field: str = "expression") -
     if isinstance(record, str):
         try:
             record = json.loads(record)
-        except json.JSONDecodeError as exc:
-            raise FormulaError(f"{field}: not valid JSON ({exc})") from exc
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; so are huge ints
+            raise FormulaError(f"{field}: not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from exc
     if not isinstance(record, dict) or "formula" not in record or "variables" not in record:
         raise FormulaError(f"{field}: expected a JSON object with 'formula' and 'variables'")
     variables = record["variables"]

@@ -6,8 +6,8 @@ Every function here is a real-valued SymPy ``Function`` with
 - ``_eval_evalf``: a high-precision evaluation through mpmath, used as the reference in tests,
 - ``_latex``: a readable LaTeX form,
 
-and an entry in :data:`TORCH_IMPL` giving a Torch implementation whose values *and* gradients are finite
-on the whole real line. Protected primitives carry their protection in their definition, so SymPy's
+and an entry in :data:`symloss.expr._twins.TORCH_IMPL` giving a Torch implementation whose values *and*
+gradients are finite on the whole real line. Protected primitives carry their protection in their definition, so SymPy's
 value and Torch's value agree everywhere:
 
 ================  ==============================================================  =======================
@@ -28,12 +28,10 @@ sqrtabs(x)        sqrt(|x| + 1e-12)                                             
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import sys
 
 import mpmath
 import sympy as sp
-import torch
-import torch.nn.functional as F
 
 LOG1MEXP_MAX = -1e-12
 EXPC_MAX = 50.0
@@ -41,10 +39,21 @@ PLOG_MIN = 1e-10
 PDIV_EPS = 1e-6
 SQRTABS_EPS = 1e-12
 _LN2 = math.log(2.0)
+_FLOAT_MAX = sys.float_info.max
 
 
 class _RealFunction(sp.Function):
     """Base class: real for real arguments, evaluated numerically through :meth:`_mp`."""
+
+    def __new__(cls, *args, **options):
+        # SymPy's Function.__new__ passes str arguments to sympify, which evaluates Python: refuse text.
+        for arg in args:
+            if isinstance(arg, str | bytes):
+                raise TypeError(
+                    f"{cls.__name__}(): got the text {arg[:60]!r}; pass a SymPy expression, or parse text "
+                    "with symloss.expr.parse_formula(text, variables) first"
+                )
+        return super().__new__(cls, *args, **options)
 
     @classmethod
     def _mp(cls, *args: mpmath.mpf) -> mpmath.mpf:  # pragma: no cover - abstract
@@ -54,12 +63,19 @@ class _RealFunction(sp.Function):
         return all(arg.is_real for arg in self.args) or None
 
     def _eval_evalf(self, prec: int) -> sp.Expr | None:
-        values = [arg._eval_evalf(prec) for arg in self.args]
-        if any(v is None or not v.is_Float for v in values):
-            return None
+        """The value at ``prec`` bits for number arguments (floats, integers, fractions alike); None, so
+        SymPy keeps the call unevaluated, when an argument is not a number or a value is beyond float64."""
+        values = []
+        for arg in self.args:
+            value = arg if arg.is_Rational else arg._eval_evalf(prec)
+            if value is None or not (value.is_Float or value.is_Rational):
+                return None
+            values.append(mpmath.mpf(value.p) / value.q if value.is_Rational else mpmath.mpf(value._mpf_))
         with mpmath.workprec(prec):
-            result = self._mp(*[mpmath.mpf(v._mpf_) for v in values])
-            if not mpmath.isfinite(result):
+            if not all(mpmath.isfinite(v) and abs(v) <= _FLOAT_MAX for v in values):
+                return None
+            result = self._mp(*values)
+            if not mpmath.isfinite(result) or abs(result) > _FLOAT_MAX:
                 return None
             return sp.Float._new(mpmath.mpf(result)._mpf_, prec)
 
@@ -133,8 +149,9 @@ class log1mexp(_RealFunction):  # noqa: N801
 
     @classmethod
     def _mp(cls, x):
+        # the same two branches as the Torch form: log(1 - e^x) = log1p(-e^x) rounds to 0 nowhere
         x = min(x, mpmath.mpf(LOG1MEXP_MAX))
-        return mpmath.log(-mpmath.expm1(x))
+        return mpmath.log(-mpmath.expm1(x)) if x > -_LN2 else mpmath.log1p(-mpmath.exp(x))
 
     def _latex_body(self, printer) -> str:
         return r"\ln\left(1 - e^{%s}\right)" % self._latex_args(printer)[0]
@@ -228,55 +245,3 @@ class sqrtabs(_RealFunction):  # noqa: N801
 
     def _latex_body(self, printer) -> str:
         return r"\sqrt{\left|%s\right|}" % self._latex_args(printer)[0]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Torch implementations: finite values and gradients everywhere.
-
-
-def torch_log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """log(1 - e^x), stable: log(-expm1(x)) near 0, log1p(-e^x) below -ln 2 (Maechler 2012)."""
-    x = x.clamp(max=LOG1MEXP_MAX)
-    near = torch.log(-torch.expm1(x.clamp(min=-_LN2)))
-    far = torch.log1p(-torch.exp(x.clamp(max=-_LN2)))
-    return torch.where(x > -_LN2, near, far)
-
-
-def torch_pdiv(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a / b where |b| > 1e-6, else 1; the denominator is sanitised first so no gradient is NaN."""
-    b = torch.as_tensor(b, dtype=a.dtype if isinstance(a, torch.Tensor) else None)
-    safe = b.abs() > PDIV_EPS
-    quotient = a / torch.where(safe, b, torch.ones_like(b))
-    return torch.where(safe, quotient, torch.ones_like(quotient))
-
-
-def torch_plog(x: torch.Tensor) -> torch.Tensor:
-    """log(max(|x|, 1e-10))."""
-    return torch.log(x.abs().clamp(min=PLOG_MIN))
-
-
-def torch_sqrtabs(x: torch.Tensor) -> torch.Tensor:
-    """sqrt(|x| + 1e-12)."""
-    return torch.sqrt(x.abs() + SQRTABS_EPS)
-
-
-def torch_expc(x: torch.Tensor) -> torch.Tensor:
-    """e^min(x, 50)."""
-    return torch.exp(x.clamp(max=EXPC_MAX))
-
-
-TORCH_IMPL: dict[type[sp.Function], Callable[..., torch.Tensor]] = {
-    softplus: F.softplus,
-    logsigmoid: F.logsigmoid,
-    sigmoid: torch.sigmoid,
-    log1mexp: torch_log1mexp,
-    relu: torch.relu,
-    expc: torch_expc,
-    plog: torch_plog,
-    pdiv: torch_pdiv,
-    sqrtabs: torch_sqrtabs,
-}
-"""Custom SymPy function -> Torch implementation."""
-
-CUSTOM_FUNCTIONS: dict[str, type[sp.Function]] = {cls.__name__: cls for cls in TORCH_IMPL}
-"""Grammar name -> custom SymPy function."""

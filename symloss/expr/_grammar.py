@@ -16,14 +16,18 @@ the grammar, such as ``__import__('os').system('ls')``, raises :class:`FormulaEr
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from symloss.expr._functions import CUSTOM_FUNCTIONS
+from symloss.expr._bounds import MAX_CONSTANT, BoundsWalk, FormulaError, check_bounds, show
+from symloss.expr._twins import CUSTOM_FUNCTIONS
 
 MAX_FORMULA_LENGTH = 4000
 MAX_NESTING = 60
@@ -37,32 +41,27 @@ SYMBOLS: dict[str, sp.Symbol] = {
 CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
 
 
-def square(x: sp.Expr) -> sp.Expr:
+def square(x: sp.Expr, evaluate: bool = True) -> sp.Expr:
     """x^2 (a named primitive, so trees and formulas can say ``square``)."""
-    return x**2
+    return sp.Pow(x, 2, evaluate=evaluate)
+
+
+def _sqrt(x: sp.Expr, evaluate: bool = True) -> sp.Expr:
+    return sp.Pow(x, sp.Rational(1, 2), evaluate=evaluate)
 
 
 FUNCTIONS: dict[str, tuple[int, Callable[..., sp.Expr]]] = {
     "exp": (1, sp.exp),
     "log": (1, sp.log),
     "ln": (1, sp.log),
-    "sqrt": (1, sp.sqrt),
-    "abs": (1, sp.Abs),
-    "Abs": (1, sp.Abs),
-    "tanh": (1, sp.tanh),
-    "sign": (1, sp.sign),
+    "sqrt": (1, _sqrt),
     "square": (1, square),
-    "max": (2, sp.Max),
-    "Max": (2, sp.Max),
-    "min": (2, sp.Min),
-    "Min": (2, sp.Min),
-    **{name: (2 if name == "pdiv" else 1, cls) for name, cls in CUSTOM_FUNCTIONS.items()},
+    "abs": (1, CUSTOM_FUNCTIONS["Abs"]),
+    "max": (2, CUSTOM_FUNCTIONS["Max"]),
+    "min": (2, CUSTOM_FUNCTIONS["Min"]),
+    **{name: (min(cls.nargs), cls) for name, cls in CUSTOM_FUNCTIONS.items()},
 }
-"""Function name -> (number of arguments, SymPy constructor)."""
-
-
-class FormulaError(ValueError):
-    """A formula is not in symloss's grammar or uses a name its slot does not allow."""
+"""Function name -> (number of arguments, SymPy constructor taking ``evaluate=``)."""
 
 
 _TOKEN = re.compile(
@@ -85,8 +84,8 @@ def _tokenize(text: str, field: str) -> list[_Token]:
         match = _TOKEN.match(text, pos)
         if match is None:
             raise FormulaError(
-                f"{field}: unexpected character {text[pos]!r} at position {pos} in {text!r}; formulas may "
-                "contain numbers, names, + - * / ^ ** ( ) and commas only"
+                f"{field}: unexpected character {text[pos]!r} at position {pos} in {_clip(text)}; formulas "
+                "may contain numbers, names, + - * / ^ ** ( ) and commas only"
             )
         kind = match.lastgroup or "op"
         tokens.append(_Token(kind, match.group(kind), match.start(kind)))
@@ -94,7 +93,15 @@ def _tokenize(text: str, field: str) -> list[_Token]:
     return tokens
 
 
+def _clip(text: str, limit: int = 120) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f" (+{len(text) - limit} characters)"
+
+
 class _Parser:
+    """Recursive descent over the grammar; every node is checked against the limits of
+    :mod:`symloss.expr._bounds` as it is built, and constant operations are evaluated (bounded) before
+    SymPy is asked to build them, so no step can start an unbounded computation."""
+
     def __init__(self, text: str, variables: Iterable[str], field: str) -> None:
         self.text, self.field = text, field
         self.variables = tuple(variables)
@@ -104,10 +111,11 @@ class _Parser:
         self.tokens = _tokenize(text, field)
         self.index = 0
         self.depth = 0
+        self.bounds = BoundsWalk(field)
 
     def error(self, message: str, token: _Token | None = None) -> FormulaError:
         where = f" at position {token.pos}" if token is not None else " at the end"
-        return FormulaError(f"{self.field}: {message}{where} in {self.text!r}")
+        return FormulaError(f"{self.field}: {message}{where} in {_clip(self.text)}")
 
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -137,20 +145,39 @@ class _Parser:
         finally:
             self.depth -= 1
 
+    def built(self, unevaluated: sp.Expr, build: Callable[[], sp.Expr]) -> sp.Expr:
+        """``build()`` once ``unevaluated`` (the same operation with ``evaluate=False``) is within bounds."""
+        self.bounds.visit(unevaluated)  # folds constant operations first: overflow stops here
+        try:
+            node = build()
+        except FormulaError:
+            raise
+        except (ValueError, TypeError) as exc:  # e.g. Max of an argument SymPy cannot order
+            raise FormulaError(f"{self.field}: SymPy cannot build {show(unevaluated)}: {exc}") from exc
+        self.bounds.visit(node)
+        return node
+
+    def binary(self, op: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+        if op == "+":
+            return self.built(sp.Add(a, b, evaluate=False), lambda: a + b)
+        if op == "-":
+            return self.built(sp.Add(a, sp.Mul(-1, b, evaluate=False), evaluate=False), lambda: a - b)
+        if op == "*":
+            return self.built(sp.Mul(a, b, evaluate=False), lambda: a * b)
+        return self.built(sp.Mul(a, sp.Pow(b, -1, evaluate=False), evaluate=False), lambda: a / b)
+
     def expr(self) -> sp.Expr:
         result = self.term()
         while (tok := self.peek()) is not None and tok.text in "+-" and tok.kind == "op":
             self.take()
-            rhs = self.term()
-            result = result + rhs if tok.text == "+" else result - rhs
+            result = self.binary(tok.text, result, self.term())
         return result
 
     def term(self) -> sp.Expr:
         result = self.unary()
         while (tok := self.peek()) is not None and tok.text in ("*", "/"):
             self.take()
-            rhs = self.unary()
-            result = result * rhs if tok.text == "*" else result / rhs
+            result = self.binary(tok.text, result, self.unary())
         return result
 
     def unary(self) -> sp.Expr:
@@ -158,7 +185,9 @@ class _Parser:
         if tok is not None and tok.text in ("-", "+"):
             self.take()
             operand = self.nested(self.unary)
-            return -operand if tok.text == "-" else operand
+            if tok.text == "+":
+                return operand
+            return self.built(sp.Mul(-1, operand, evaluate=False), lambda: -operand)
         return self.power()
 
     def power(self) -> sp.Expr:
@@ -167,15 +196,27 @@ class _Parser:
         if tok is not None and tok.text in ("^", "**"):
             self.take()
             exponent = self.nested(self.unary)
-            if exponent.is_Number and abs(exponent) > MAX_EXPONENT:
-                raise self.error(f"exponent {exponent} is larger than {MAX_EXPONENT} in magnitude", tok)
-            return base**exponent
+            value = self.bounds.value[exponent]
+            if value is not None and abs(value) > MAX_EXPONENT:
+                raise self.error(f"exponent {show(exponent)} is larger than {MAX_EXPONENT} in magnitude "
+                                 f"(constant exponents must lie in [-{MAX_EXPONENT}, {MAX_EXPONENT}])", tok)
+            return self.built(sp.Pow(base, exponent, evaluate=False), lambda: base**exponent)
         return base
+
+    def number(self, tok: _Token) -> sp.Expr:
+        value = float(tok.text)  # a plain float first: "1e999999" is inf here, not a huge SymPy number
+        if abs(value) > MAX_CONSTANT:
+            raise self.error(f"the number {tok.text[:30]} is outside the accepted range: numbers in a formula "
+                             f"must lie in [-{MAX_CONSTANT:g}, {MAX_CONSTANT:g}]; rescale the formula", tok)
+        # decimals are read as float64 (what to_formula prints, repr(float)), so text round-trips exactly
+        node = sp.Integer(tok.text.lstrip("0") or "0") if tok.text.isdigit() else sp.Float(value)
+        self.bounds.visit(node)
+        return node
 
     def atom(self) -> sp.Expr:
         tok = self.take()
         if tok.kind == "number":
-            return sp.Integer(tok.text) if tok.text.isdigit() else sp.Float(tok.text)
+            return self.number(tok)
         if tok.text == "(":
             inner = self.nested(self.expr)
             self.take(")")
@@ -186,10 +227,13 @@ class _Parser:
         if nxt is not None and nxt.text == "(":
             return self.call(tok)
         if tok.text in self.variables:
-            return SYMBOLS[tok.text]
-        if tok.text in CONSTANTS:
-            return CONSTANTS[tok.text]
-        raise self.unknown_name(tok)
+            node = SYMBOLS[tok.text]
+        elif tok.text in CONSTANTS:
+            node = CONSTANTS[tok.text]
+        else:
+            raise self.unknown_name(tok)
+        self.bounds.visit(node)
+        return node
 
     def call(self, name: _Token) -> sp.Expr:
         if name.text not in FUNCTIONS:
@@ -203,14 +247,14 @@ class _Parser:
         self.take(")")
         if len(args) != arity:
             raise self.error(f"{name.text}() takes {arity} argument(s), got {len(args)}", name)
-        return build(*args)
+        return self.built(build(*args, evaluate=False), lambda: build(*args))
 
     def unknown_name(self, tok: _Token) -> FormulaError:
         known = [*self.variables, *CONSTANTS, *FUNCTIONS]
         close = difflib.get_close_matches(tok.text, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return self.error(
-            f"unknown name {tok.text!r} (variables here: {list(self.variables)}; "
+            f"unknown name {tok.text[:40]!r} (variables here: {list(self.variables)}; "
             f"functions: {sorted(set(FUNCTIONS))}){hint}",
             tok,
         )
@@ -220,16 +264,53 @@ def parse_formula(text: str, variables: Iterable[str], *, field: str = "formula"
     """Parse ``text`` in symloss's grammar into a SymPy expression over ``variables``.
 
     Raises :class:`FormulaError` (a ``ValueError``) naming ``field`` when the text is not in the grammar,
-    is too long or too deeply nested, or uses a name outside ``variables``, the constants and the functions.
+    is longer than 4,000 characters or nested deeper than 60 levels, uses a name outside ``variables``,
+    the constants and the functions, has a constant exponent outside [-64, 64], or breaks a limit of
+    :mod:`symloss.expr._bounds` (numbers in [-1e6, 1e6], constant parts finite in float64, at most
+    2,000 nodes). Nothing in the text is ever evaluated as Python.
     """
     if not isinstance(text, str):
         raise FormulaError(f"{field}: expected a formula string, got {type(text).__name__}")
     if len(text) > MAX_FORMULA_LENGTH:
         raise FormulaError(f"{field}: formula of {len(text)} characters; at most {MAX_FORMULA_LENGTH}")
-    try:
+    with guarded(field):
         return _Parser(text, variables, field).parse()
-    except RecursionError as exc:  # pragma: no cover - guarded by MAX_NESTING
-        raise FormulaError(f"{field}: formula too deeply nested") from exc
+
+
+@contextmanager
+def guarded(field: str, error: type[FormulaError] = FormulaError) -> Iterator[None]:
+    """Turn the failures SymPy and mpmath can raise on extreme input (RecursionError, MemoryError,
+    OverflowError, decimal and other ArithmeticErrors) into ``error`` naming ``field``."""
+    try:
+        yield
+    except (RecursionError, MemoryError, ArithmeticError) as exc:
+        raise error(f"{field}: the formula is too large or too deeply nested to process "
+                    f"({type(exc).__name__}); stay within the limits of symloss.expr") from exc
+
+
+def as_expr(value: object, variables: Iterable[str] | None = None, *, field: str = "formula") -> sp.Expr:
+    """The formula ``value`` as a SymPy expression within symloss's limits.
+
+    ``value`` may be a SymPy expression (checked with :func:`~symloss.expr._bounds.check_bounds`), a real
+    number, or text, which is parsed by :func:`parse_formula` over ``variables`` (every variable in
+    :data:`SYMBOLS` when None), never by ``sympify``. Raises :class:`FormulaError` for a formula outside
+    the grammar or the limits, and for anything that is not a formula (a list, None, a bool, ...).
+    """
+    if isinstance(value, str):
+        return parse_formula(value, SYMBOLS if variables is None else variables, field=field)
+    if isinstance(value, sp.Basic):
+        if not isinstance(value, sp.Expr):
+            raise FormulaError(f"{field}: expected a SymPy expression, got the {type(value).__name__} "
+                               f"{show(value)}")
+        with guarded(field):
+            return check_bounds(value, field)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise FormulaError(f"{field}: the number {value!r} is not finite")
+        number = sp.Integer(int(value)) if float(value).is_integer() else sp.Float(float(value))
+        return check_bounds(number, field)
+    raise FormulaError(f"{field}: expected a formula (a SymPy expression or text in symloss's grammar), got "
+                       f"{type(value).__name__}")
 
 
 class _GrammarPrinter(StrPrinter):
@@ -241,4 +322,6 @@ class _GrammarPrinter(StrPrinter):
 
 def to_formula(expr: sp.Expr) -> str:
     """Print ``expr`` in symloss's grammar; ``parse_formula(to_formula(e), ...)`` gives ``e`` back."""
-    return _GrammarPrinter({"full_prec": True}).doprint(expr)
+    expr = as_expr(expr, field="to_formula")
+    with guarded("to_formula"):
+        return _GrammarPrinter({"full_prec": True}).doprint(expr)

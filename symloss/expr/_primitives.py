@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import operator
 import random
 from collections.abc import Callable, Sequence
@@ -16,8 +17,10 @@ from collections.abc import Callable, Sequence
 import sympy as sp
 from deap import gp
 
+from symloss.expr._bounds import MAX_NODES, FormulaError, constant_value, show
+from symloss.expr._elementary import tanh
 from symloss.expr._functions import expc, log1mexp, logsigmoid, pdiv, plog, softplus, sqrtabs
-from symloss.expr._grammar import SYMBOLS, square
+from symloss.expr._grammar import MAX_EXPONENT, SYMBOLS, as_expr, guarded, square
 
 SLOT_VARIABLES: dict[str, tuple[str, ...]] = {"mirror": ("u",), "link": ("z",), "imitation": ("u_w",)}
 """Slot -> its main variable(s); temporally-aware slots add ``t``."""
@@ -36,7 +39,7 @@ PRIMITIVES: dict[str, tuple[int, Callable[..., sp.Expr]]] = {
     "softplus": (1, softplus),
     "logsigmoid": (1, logsigmoid),
     "log1mexp": (1, log1mexp),
-    "tanh": (1, sp.tanh),
+    "tanh": (1, tanh),
     "square": (1, square),
     "sqrtabs": (1, sqrtabs),
 }
@@ -86,43 +89,70 @@ def make_pset(slot: str, *, uses_t: bool = False, primitives: Sequence[str] = DE
 
 
 def tree_to_sympy(tree: Sequence[gp.Primitive | gp.Terminal]) -> sp.Expr:
-    """Convert a DEAP prefix tree into a SymPy expression (iteratively, from the right)."""
+    """Convert a DEAP prefix tree into a SymPy expression (iteratively, from the right).
+
+    Raises :class:`~symloss.expr.FormulaError` for anything that is not a tree over symloss's primitives
+    and for a result outside the limits of :mod:`symloss.expr._bounds`.
+    """
+    if isinstance(tree, str | bytes) or not isinstance(tree, Sequence):
+        raise FormulaError(f"tree_to_sympy: expected a DEAP PrimitiveTree (a list of primitives and "
+                           f"terminals), got {type(tree).__name__}; parse text with parse_formula instead")
     stack: list[sp.Expr] = []
-    for node in reversed(list(tree)):
-        if isinstance(node, gp.Primitive):
-            _, build = PRIMITIVES[node.name]
-            args = [stack.pop() for _ in range(node.arity)]
-            stack.append(build(*args))
-        elif isinstance(node.value, str):
-            if node.value not in SYMBOLS:
-                raise ValueError(f"tree terminal {node.value!r} is not a symloss variable {sorted(SYMBOLS)}")
-            stack.append(SYMBOLS[node.value])
-        else:
-            value = float(node.value)
-            stack.append(sp.Integer(int(value)) if value.is_integer() else sp.Float(value))
+    with guarded("tree_to_sympy"):
+        for node in reversed(list(tree)):
+            stack.append(_tree_node(node, stack))
     if len(stack) != 1:
-        raise ValueError(f"malformed tree: {len(stack)} expressions left after conversion")
-    return stack[0]
+        raise FormulaError(f"tree_to_sympy: malformed tree: {len(stack)} expressions left after conversion")
+    return as_expr(stack[0], field="tree_to_sympy")
+
+
+def _tree_node(node: object, stack: list[sp.Expr]) -> sp.Expr:
+    """The SymPy form of one tree node, taking its arguments off ``stack``."""
+    if isinstance(node, gp.Primitive):
+        if node.name not in PRIMITIVES or PRIMITIVES[node.name][0] != node.arity or len(stack) < node.arity:
+            raise FormulaError(f"tree_to_sympy: primitive {node.name!r} of arity {node.arity} is not one of "
+                               f"symloss's {list(PRIMITIVES)} or lacks arguments")
+        _, build = PRIMITIVES[node.name]
+        return build(*[stack.pop() for _ in range(node.arity)])
+    if not isinstance(node, gp.Terminal):
+        raise FormulaError(f"tree_to_sympy: tree node of type {type(node).__name__}; expected DEAP primitives "
+                           "and terminals")
+    if isinstance(node.value, str):
+        if node.value not in SYMBOLS:
+            raise FormulaError(f"tree terminal {node.value[:40]!r} is not a symloss variable {sorted(SYMBOLS)}")
+        return SYMBOLS[node.value]
+    if isinstance(node.value, bool) or not isinstance(node.value, int | float) or not math.isfinite(node.value):
+        raise FormulaError(f"tree_to_sympy: constant terminal {node.value!r} is not a finite number")
+    value = float(node.value)
+    return sp.Integer(int(value)) if value.is_integer() else sp.Float(value)
 
 
 _FUNCTION_PRIMITIVE = {
     expc: "exp", sp.exp: "exp", plog: "log", sp.log: "log", softplus: "softplus",
-    logsigmoid: "logsigmoid", log1mexp: "log1mexp", sp.tanh: "tanh", sqrtabs: "sqrtabs",
+    logsigmoid: "logsigmoid", log1mexp: "log1mexp", sp.tanh: "tanh", tanh: "tanh", sqrtabs: "sqrtabs",
 }
 
 
-def sympy_to_tree(expr: sp.Expr, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
+def sympy_to_tree(expr: sp.Expr | str, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
     """Convert a SymPy expression into a DEAP tree over ``pset`` (to seed a population with known maps).
 
-    ``exp``/``log`` become the protected primitives, which agree with them on a valid candidate's domain.
-    Raises ValueError naming the operation when ``pset`` lacks a primitive the expression needs.
+    ``expr`` may be text, parsed by symloss's grammar over the arguments of ``pset``. ``exp``/``log``
+    become the protected primitives, which agree with them on a valid candidate's domain; integer powers
+    (|exponent| <= 64) become products. Raises :class:`~symloss.expr.FormulaError` (a ValueError) naming
+    the operation when ``pset`` lacks a primitive the expression needs, or when the tree would exceed
+    2,000 nodes.
     """
-    return gp.PrimitiveTree(_prefix(sp.sympify(expr), pset))
+    if not isinstance(pset, gp.PrimitiveSet):
+        raise FormulaError(f"sympy_to_tree: pset must be a DEAP PrimitiveSet (make_pset), got {type(pset).__name__}")
+    expr = as_expr(expr, [a for a in pset.arguments if a in SYMBOLS], field="sympy_to_tree")
+    with guarded("sympy_to_tree"):
+        prefix = _prefix(expr, pset)
+    return gp.PrimitiveTree(prefix)
 
 
 def _primitive(pset: gp.PrimitiveSet, name: str, expr: sp.Expr) -> gp.Primitive:
     if name not in pset.mapping or not isinstance(pset.mapping[name], gp.Primitive):
-        raise ValueError(f"cannot express {expr} over primitive set {pset.name!r}: it lacks {name!r}")
+        raise FormulaError(f"cannot express {show(expr)} over primitive set {pset.name!r}: it lacks {name!r}")
     return pset.mapping[name]
 
 
@@ -135,6 +165,8 @@ def _constant(pset: gp.PrimitiveSet, value: float) -> gp.Terminal:
 
 def _fold(pset: gp.PrimitiveSet, name: str, parts: list[list], expr: sp.Expr) -> list:
     prim = _primitive(pset, name, expr)
+    if sum(len(p) for p in parts) > MAX_NODES:
+        raise FormulaError(f"sympy_to_tree: the tree of {show(expr)} would exceed {MAX_NODES} nodes")
     out = parts[0]
     for part in parts[1:]:
         out = [prim, *out, *part]
@@ -143,11 +175,11 @@ def _fold(pset: gp.PrimitiveSet, name: str, parts: list[list], expr: sp.Expr) ->
 
 def _prefix(expr: sp.Expr, pset: gp.PrimitiveSet) -> list:
     if expr.is_Symbol:
-        if expr.name not in pset.mapping:
-            raise ValueError(f"variable {expr.name!r} is not an argument of primitive set {pset.name!r}")
+        if expr.name not in pset.arguments:
+            raise FormulaError(f"variable {expr.name[:40]!r} is not an argument of primitive set {pset.name!r}")
         return [pset.mapping[expr.name]]
-    if expr.is_Number or not expr.free_symbols:
-        return [_constant(pset, float(expr))]
+    if not expr.free_symbols:
+        return [_constant(pset, constant_value(expr, field="sympy_to_tree"))]
     if isinstance(expr, sp.Add):
         return _fold(pset, "add", [_prefix(a, pset) for a in expr.args], expr)
     if isinstance(expr, sp.Mul):
@@ -156,14 +188,16 @@ def _prefix(expr: sp.Expr, pset: gp.PrimitiveSet) -> list:
         base, exponent = expr.args
         if exponent == 2 and "square" in pset.mapping:
             return [_primitive(pset, "square", expr), *_prefix(base, pset)]
+        if exponent.is_Integer and abs(exponent) > MAX_EXPONENT:
+            raise FormulaError(f"sympy_to_tree: power {show(expr)} has |exponent| > {MAX_EXPONENT}")
         if exponent.is_Integer and exponent > 0:
             return _fold(pset, "mul", [_prefix(base, pset)] * int(exponent), expr)
         if exponent.is_Integer and exponent < 0:
             return [_primitive(pset, "div", expr), _constant(pset, 1.0), *_prefix(base ** -exponent, pset)]
-        raise ValueError(f"cannot express power {expr} with primitive set {pset.name!r}")
+        raise FormulaError(f"cannot express power {show(expr)} with primitive set {pset.name!r}")
     if isinstance(expr, pdiv):
         return [_primitive(pset, "div", expr), *_prefix(expr.args[0], pset), *_prefix(expr.args[1], pset)]
     name = _FUNCTION_PRIMITIVE.get(type(expr))
     if name is None:
-        raise ValueError(f"operation {type(expr).__name__!r} in {expr} has no primitive in symloss's sets")
+        raise FormulaError(f"operation {type(expr).__name__!r} in {show(expr)} has no primitive in symloss's sets")
     return [_primitive(pset, name, expr), *_prefix(expr.args[0], pset)]
