@@ -68,8 +68,8 @@ def test_injection_payloads_run_nothing_and_are_refused_by_name(tmp_path):
     ('{"mirror": "u", "reference_free": "no"}', r"reference_free='no': must be true or false \(a JSON boolean"),
     ('{"mirror": "u", "w_pref": NaN}', r"w_pref=nan: must be a finite number or a formula in \['t'\]"),
     ('{"mirror": "u", "w_imit": -Infinity}', r"w_imit=-inf: must be a finite number"),
-    ('{"mirror": "u * 1e999"}', r"mirror='u \* 1e999': contains the non-finite or non-real constant inf"),
-    ('{"mirror": "log(0)+u"}', r"mirror='log\(0\)\+u': contains the non-finite or non-real constant zoo"),
+    ('{"mirror": "u * 1e999"}', r"mirror: the number 1e999 is outside the accepted range: numbers in a formula must lie in \[-1e\+06, 1e\+06\]"),
+    ('{"mirror": "log(0)+u"}', r"mirror: the constant log\(0\) is not a finite real number"),
     ('{"mirror": "u", "temperature": 0, "reduction": "logmeanexp"}', r"temperature=0: must be a finite number > 0"),
     ('{"mirror": "u", "reduction": "max"}', r"reduction='max': must be one of \['mean', 'logmeanexp'\]"),
     ('{"mirror": "u", "name": 7}', r"name=7: must be a string"),
@@ -84,7 +84,7 @@ def test_invalid_artefacts_and_nonsense_in_a_best_json_are_refused_at_load_time(
 
 @pytest.mark.parametrize("data, slot, reason", [
     ({"mirror": "-u", "link": "softplus(-z)"}, "mirror", r"not strictly increasing in u"),
-    ({"mirror": "u", "link": "softplus(z)"}, "link", r"not decreasing in z near 0"),
+    ({"mirror": "u", "link": "softplus(z)"}, "link", r"not decreasing in z anywhere on \[-1, 1\]"),
 ])
 def test_suspicious_slots_from_a_file_load_with_a_warning(tmp_path, data, slot, reason):
     path = tmp_path / "loss.json"
@@ -117,9 +117,10 @@ def test_misspelt_zoo_name_and_missing_file():
 @pytest.mark.parametrize("path", ARTEFACTS, ids=[p.name for p in ARTEFACTS])
 def test_committed_artefacts_load(path):
     assert ARTEFACTS, "paper_repro/artefacts holds the search results"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as caught:  # the search-1/2 maps are singular at u -> 0:
+        warnings.simplefilter("always")                    # the file check may say so, naming the range
         loss = load_loss(path)
+    assert all("fails symloss's validity check" in str(w.message) and "on [" in str(w.message) for w in caught)
     raw = json.loads(path.read_text())
     assert raw.get("format", "symloss.mirror_loss/1") == "symloss.mirror_loss/1"
     assert MirrorLoss.from_dict(loss.to_dict()) == loss
