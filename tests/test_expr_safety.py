@@ -77,6 +77,7 @@ FORMULA_FUNCTIONS = {
     "check_imitation": ex.check_imitation,
     "CHECKS": lambda p: [check(p) for check in ex.CHECKS.values()],
     "sympy_to_tree": lambda p: ex.sympy_to_tree(p, PSET),
+    "tree_from_string": lambda p: ex.tree_from_string(p, PSET),
     "tree_to_sympy": ex.tree_to_sympy,
     "to_latex": ex.to_latex,
     "to_python": lambda p: ex.to_python(p, ["u"]),

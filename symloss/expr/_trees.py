@@ -12,6 +12,7 @@ import re
 
 from deap import gp
 
+from symloss.expr._bounds import FormulaError
 from symloss.expr._primitives import _constant
 from symloss.validation import short_repr
 
@@ -21,13 +22,13 @@ _TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z_0-9]*|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE]
 def tree_from_string(text: str, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
     """Parse DEAP's prefix notation against ``pset`` without evaluating anything.
 
-    Raises ValueError naming the token when a name is not in ``pset`` or the text is malformed.
+    Raises FormulaError (a ValueError) naming the token when a name is not in ``pset`` or the text is malformed.
     """
     tokens, pos = [], 0
     while pos < len(text.rstrip()):
         match = _TOKEN.match(text, pos)
         if match is None:
-            raise ValueError(f"tree {short_repr(text)}: unexpected character {text[pos]!r} at position {pos}")
+            raise FormulaError(f"tree {short_repr(text)}: unexpected character {text[pos]!r} at position {pos}")
         tokens.append(match.group(1))
         pos = match.end()
     nodes = []
@@ -37,14 +38,14 @@ def tree_from_string(text: str, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
         if token in pset.mapping:
             node = pset.mapping[token]
             if isinstance(node, type):  # an ephemeral class named by its constant name: not valid here
-                raise ValueError(f"tree {short_repr(text)}: {token!r} is not a value")
+                raise FormulaError(f"tree {short_repr(text)}: {token!r} is not a value")
             nodes.append(node)
         elif token[0].isalpha() or token[0] == "_":  # a name (also 'nan', 'inf'), never a number
-            raise ValueError(f"tree {short_repr(text)}: unknown name {token!r} for primitive set {pset.name!r}")
+            raise FormulaError(f"tree {short_repr(text)}: unknown name {token!r} for primitive set {pset.name!r}")
         else:
             value = float(token)
             if not math.isfinite(value):
-                raise ValueError(f"tree {short_repr(text)}: constant {token!r} is not finite")
+                raise FormulaError(f"tree {short_repr(text)}: constant {token!r} is not finite")
             nodes.append(_constant(pset, value))
     tree = gp.PrimitiveTree(nodes)
     _check_arity(tree, text)
@@ -58,4 +59,4 @@ def _check_arity(tree: gp.PrimitiveTree, text: str) -> None:
         if needed < 0:
             break
     if needed != 0 or not len(tree):
-        raise ValueError(f"tree {short_repr(text)}: malformed (arity mismatch)")
+        raise FormulaError(f"tree {short_repr(text)}: malformed (arity mismatch)")
