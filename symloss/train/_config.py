@@ -98,6 +98,10 @@ class TrainConfig:
     memory_budget_mb: float | None = None
     """Memory a chunk may use, in MiB; None: 40 on CPU (small chunks are cache-friendly and faster), half
     the free GPU memory on CUDA."""
+    threads: int | None = None
+    """CPU threads for training (torch) and evaluation (simulator); >= 1. None: automatic, the CPUs this
+    process may use minus those other processes keep busy, chosen again every 0.5 s (``symloss.train._cpu``);
+    never more than the caller's ``torch.get_num_threads()``. The caller's setting is restored after ``fit``."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "episodes"):
@@ -111,6 +115,8 @@ class TrainConfig:
             _positive_float("memory_budget_mb", self.memory_budget_mb)
         if self.max_members_per_chunk is not None:
             _positive_int("max_members_per_chunk", self.max_members_per_chunk)
+        if self.threads is not None:
+            _positive_int("threads", self.threads)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas={self.betas!r}: must be two numbers in [0, 1), e.g. (0.9, 0.999)")
         if not 0 <= self.offline_ll_weight <= 1:
