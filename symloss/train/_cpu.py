@@ -215,29 +215,33 @@ class ThreadPolicy:
             torch.set_num_threads(caller)
 
 
+_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
 def denormals_flushed() -> bool:
     """Whether the calling thread flushes float32 denormals to zero (a product below the normal range is 0)."""
     return (torch.tensor(1e-30) * 1e-10).item() == 0.0
 
 
 def _openmp_library() -> ctypes.CDLL | None:
-    """torch's own OpenMP runtime (the loaded ``libgomp``), or None (another runtime, or not on Linux)."""
+    """torch's OpenMP runtime as loaded in this process (libgomp; Intel's and LLVM's export the same
+    ``GOMP_parallel`` entry point), preferring the copy in torch's own ``lib`` folder; None if there is none."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return None
-    paths = sorted({line.split()[-1] for line in maps.splitlines() if "/libgomp" in line})
-    for path in paths:
+    names = ("/libgomp", "/libiomp5", "/libomp")
+    paths = {line.split()[-1] for line in maps.splitlines() if any(name in line for name in names)}
+    torch_lib = str(Path(torch.__file__).parent / "lib")
+    for path in sorted(paths, key=lambda p: (not p.startswith(torch_lib), p)):
         try:
             lib = ctypes.CDLL(path)
             lib.GOMP_parallel.restype = None
+            lib.GOMP_parallel.argtypes = [_CALLBACK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
             return lib
         except (OSError, AttributeError):
             continue
     return None
-
-
-_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 def _set_flush_denormal_everywhere(on: bool, threads: int) -> None:
@@ -250,7 +254,6 @@ def _set_flush_denormal_everywhere(on: bool, threads: int) -> None:
         log.debug("flush_denormals: no libgomp found; only the calling thread flushes denormals")
         return
     callback = _CALLBACK(lambda _: torch.set_flush_denormal(on))  # runs once in every thread of the team
-    lib.GOMP_parallel.argtypes = [_CALLBACK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
     lib.GOMP_parallel(callback, None, threads, 0)
 
 
