@@ -68,30 +68,33 @@ def clip_grads_(grads: dict[str, torch.Tensor], norm: torch.Tensor, active: torc
 @torch.no_grad()
 def adam_step_(params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], state: AdamState,
                active: torch.Tensor, *, lr: float, betas: tuple[float, float], eps: float) -> None:
-    """One Adam step of every member in place; members with ``active[n]`` False keep their parameters.
-
-    Multi-tensor (``torch._foreach_*``) ops: the same elementwise arithmetic as one op per tensor, fewer calls."""
+    """One Adam step of every member in place; members with ``active[n]`` False keep their parameters."""
     beta1, beta2 = betas
-    keys = list(params)
-    p, g = [params[k] for k in keys], [grads[k] for k in keys]
-    m, v = [state.exp_avg[k] for k in keys], [state.exp_avg_sq[k] for k in keys]
-    torch._foreach_lerp_(m, g, 1 - beta1)
-    torch._foreach_mul_(v, beta2)
-    torch._foreach_addcmul_(v, g, g, value=1 - beta2)
-    alive = active.to(p[0].dtype)
-    torch._foreach_mul_(m, [alive.view(_per_member(x)) for x in m])  # frozen members: m = 0, so no update
-    denom = torch._foreach_sqrt(v)
     if isinstance(state.step, torch.Tensor):  # graph replay: bias corrections computed on the device
         state.step.add_(1)
         bias_correction1 = 1 - torch.pow(beta1, state.step)
         bias_correction2_sqrt = (1 - torch.pow(beta2, state.step)).sqrt()
-        torch._foreach_div_(denom, bias_correction2_sqrt)
-        torch._foreach_add_(denom, eps)
         scale = -lr / bias_correction1
-        torch._foreach_addcdiv_(p, torch._foreach_mul(m, scale), denom)
+        for k, p in params.items():
+            exp_avg, exp_avg_sq = _moments_(grads[k], state, k, active, beta1, beta2)
+            p.addcdiv_(exp_avg * scale, (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps))
         return
     state.step += 1
-    step_size = lr / (1 - beta1**state.step)
-    torch._foreach_div_(denom, (1 - beta2**state.step) ** 0.5)
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(p, m, denom, value=-step_size)
+    bias_correction1 = 1 - beta1**state.step
+    bias_correction2 = 1 - beta2**state.step
+    step_size = lr / bias_correction1
+    bias_correction2_sqrt = bias_correction2**0.5
+    for k, p in params.items():
+        exp_avg, exp_avg_sq = _moments_(grads[k], state, k, active, beta1, beta2)
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+        p.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def _moments_(g: torch.Tensor, state: AdamState, k: str, active: torch.Tensor, beta1: float,
+              beta2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Update the moments of parameter ``k`` in place; frozen members get m = 0 (so their update is 0)."""
+    exp_avg, exp_avg_sq = state.exp_avg[k], state.exp_avg_sq[k]
+    exp_avg.lerp_(g, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    exp_avg.mul_(active.view(_per_member(exp_avg)).to(exp_avg.dtype))
+    return exp_avg, exp_avg_sq
