@@ -83,7 +83,7 @@ def best_of(fn, repeats: int, *args) -> tuple[float, float]:
 def cpu_table(args: argparse.Namespace) -> None:
     data = hopper_like_data()
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, fitness=no_fitness, device="cpu",
-                      max_members_per_chunk=args.max_chunk)
+                      max_members_per_chunk=args.max_chunk, threads=torch.get_num_threads())  # as labelled
     warm = TrainConfig(steps=2, batch_size=4, fitness=no_fitness)
     time_batched(data, warm, len(ZOO))  # compile the losses, import torch.optim: not part of the timing
     time_loop(data, warm, len(ZOO))
@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--cuda-eager-max", type=int, default=1024, help="largest P timed without CUDA graphs")
     parser.add_argument("--cuda-loop-max", type=int, default=64, help="largest P timed with the loop on CUDA")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's); 1 avoids OpenMP spin-waits on a shared machine")
+                        help="torch intra-op threads of both the trainer and the loop (default: torch's)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per cell on CPU; the fastest counts")
     parser.add_argument("--max-chunk", type=int, default=None, help="max_members_per_chunk of the batched run")
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU table")

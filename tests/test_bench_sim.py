@@ -47,8 +47,8 @@ def test_threads_do_not_change_results(env):
     """Slices of environments stepped by worker threads give exactly the single-thread trajectories."""
     n, horizon = 40, 60
     runs = []
-    for threads in (1, 3):
-        sim = BatchSim(env, n, threads=threads)
+    for threads, slices in ((1, 1), (3, 1), (3, 4)):
+        sim = BatchSim(env, n, threads=threads, slices_per_thread=slices)
         actions = np.random.default_rng(1).uniform(-1, 1, size=(horizon, n, sim.info.act_dim))
         obs, rewards = [sim.reset(np.arange(n))], []
         for t in range(horizon):
@@ -58,10 +58,40 @@ def test_threads_do_not_change_results(env):
         runs.append((np.stack(obs), np.stack(rewards), sim.steps.copy()))
         assert (sim._pool is not None) == (threads > 1)
         sim.close()
-    for a, b in zip(*runs):
-        np.testing.assert_array_equal(a, b)
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="threads=0"):
         BatchSim(env, 2, threads=0)
+    with pytest.raises(ValueError, match="slices_per_thread=0"):
+        BatchSim(env, 2, slices_per_thread=0)
+
+
+def _returns_every_member_every_step(spec, params, episodes):
+    """Evaluation as before one-batch scoring: a forward of every member at every step, one slice per thread."""
+    n = params["W0"].shape[0]
+    sim = BatchSim("hopper", n * episodes, threads=1, slices_per_thread=1)
+    obs, total = sim.reset(np.tile(np.arange(episodes), n)), np.zeros(n * episodes)
+    while not sim.done.all():
+        a = act(spec, params, torch.from_numpy(obs).float().view(n, episodes, -1)).reshape(n * episodes, -1)
+        obs, reward, _ = sim.step(a.double().numpy())
+        total += reward
+    return total.reshape(n, episodes), sim.steps.reshape(n, episodes)
+
+
+def test_one_batch_gives_the_chunked_returns_to_the_bit():
+    """All members in one simulator batch = chunks of members = the loop that runs every member every step."""
+    spec = TokenPolicySpec(obs_dim=11, act_dim=3, n_bins=7)
+    params = init_params(spec, 6, torch.Generator().manual_seed(4))
+    params = {k: v * 30 if k.startswith("W") else v for k, v in params.items()}  # varied episode lengths
+    whole, lengths = episode_returns(spec, params, "hopper", episodes=3, return_lengths=True, threads=2)
+    chunks = [episode_returns(spec, {k: v[lo:lo + 4] for k, v in params.items()}, "hopper", episodes=3, threads=1)
+              for lo in (0, 4)]
+    before, before_lengths = _returns_every_member_every_step(spec, params, 3)
+    assert len(set(lengths.ravel().tolist())) > 3  # members finish at different steps (so some are skipped)
+    np.testing.assert_array_equal(whole, np.concatenate(chunks))
+    np.testing.assert_array_equal(whole, before)
+    np.testing.assert_array_equal(lengths, before_lengths)
 
 
 def test_evaluator_matches_plain_gymnasium_loop():

@@ -71,10 +71,10 @@ def test_custom_fitness_callable_gets_members_and_may_return_metrics(data):
 
     cfg = TrainConfig(steps=2, batch_size=4, fitness=score, max_members_per_chunk=4)
     result = PopulationTrainer(cfg).fit([dpo(), orpo(), dpo(beta=1.0)], data, seeds=[0, 1])
-    assert calls == [([0, 0, 1, 1], [0, 1, 0, 1]), ([2, 2], [0, 1])]
+    assert calls == [([0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1])]  # one call for all chunks
     assert result.fitness_per_seed.tolist() == [[0, 1], [10, 11], [20, 21]]
     assert result.fitness.tolist() == [0.5, 10.5, 20.5] and result.fitness_std.tolist() == [0.5] * 3
-    assert result.metrics["size"].tolist() == [[4, 4], [4, 4], [2, 2]]
+    assert result.metrics["size"].tolist() == [[6, 6]] * 3
 
 
 def test_custom_fitness_with_wrong_length_is_an_error(data):
@@ -94,3 +94,17 @@ def test_return_fitness_on_a_tiny_hopper_dataset(tmp_path):
     mean, _ = bench.evaluate(spec, result.params, "hopper", episodes=2, seed=4)
     torch.testing.assert_close(result.fitness_per_seed[:, 0], mean.double())
     assert (result.fitness > 0).all()
+
+
+def test_return_fitness_batches_give_the_same_returns(tmp_path, monkeypatch):
+    """Scoring is one simulator batch per fit; splitting it (EVAL_MAX_ENVS) changes no return."""
+    from symloss.train import _fitness
+
+    ds = bench.build_dataset("hopper", "noisy", cache_dir=tmp_path, n_pairs=40, seg_len=10, progress=False)
+    spec = bench.spec_for_dataset(ds, hidden=(16,))
+    data = prepare_data(ds, spec, bench.fit_reference(spec, ds, steps=5, batch_size=16), holdout_fraction=0.25)
+    cfg = TrainConfig(steps=3, batch_size=8, episodes=2, max_members_per_chunk=2)
+    whole = PopulationTrainer(cfg).fit([dpo(), orpo()], data, seeds=2)
+    monkeypatch.setattr(_fitness, "EVAL_MAX_ENVS", 2)  # one member per simulator batch
+    split = PopulationTrainer(cfg).fit([dpo(), orpo()], data, seeds=2)
+    assert torch.equal(whole.fitness_per_seed, split.fitness_per_seed)

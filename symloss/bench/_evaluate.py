@@ -2,7 +2,9 @@
 
 Env (n, e) of the ``N * E`` environments runs member n's policy from Gymnasium's ``reset(seed=seed + e)``
 (the same E start states for every member: common random numbers). Each environment step is one
-batched policy forward for all ``N * E`` environments and one ``BatchSim.step``.
+batched policy forward for the members that still have a running episode and one ``BatchSim.step``.
+A member's return does not depend on which other members share the batch: its policy forward is its own
+matmul (``baddbmm`` over members) and its environments have their own ``MjData``.
 """
 
 from __future__ import annotations
@@ -47,14 +49,20 @@ def episode_returns(
     gen = torch.Generator().manual_seed(int(seed))
     dtype = params["W0"].dtype
     total = np.zeros(n * episodes)
+    actions = np.zeros((n, episodes, info.act_dim))
     torch_threads = torch.get_num_threads()
     if sim.threads > 1:  # the policy's matmuls are tiny: torch's own threads would spin against the sim's
         torch.set_num_threads(1)
+    live, members = np.arange(n), params
     try:
         while not sim.done.all():
-            o = torch.from_numpy(obs).to(dtype).view(n, episodes, info.obs_dim)
-            a = act(spec, params, o, greedy=greedy, generator=gen).reshape(n * episodes, info.act_dim)
-            obs, reward, _ = sim.step(a.double().numpy())
+            if greedy:  # members whose episodes all ended are skipped (each member's forward is its own)
+                now = np.flatnonzero(~sim.done.reshape(n, episodes).all(1))
+                if len(now) < len(live):
+                    live, members = now, {k: v[torch.from_numpy(now)] for k, v in params.items()}
+            o = torch.from_numpy(obs.reshape(n, episodes, info.obs_dim)[live]).to(dtype)
+            actions[live] = act(spec, members, o, greedy=greedy, generator=gen).double().numpy()
+            obs, reward, _ = sim.step(actions.reshape(n * episodes, info.act_dim))
             total += reward
     finally:
         sim.close()

@@ -21,8 +21,10 @@ Reset (Gymnasium's ``reset(seed=s)``): ``rng = numpy.random.default_rng(s)``;
 Episodes end on termination or after ``max_steps`` (1000) steps.
 
 ``mujoco.mj_step`` releases the GIL, so ``threads`` worker threads step disjoint slices of the live
-environments at once (2 threads: 1.99x on 2 cores). Every environment has its own ``MjData`` and its own
-arithmetic, so the results do not depend on the number of threads.
+environments at once (2 threads: 1.99x on 2 cores). There are ``slices_per_thread`` slices per thread, taken
+from a queue, so a thread that shares its core with another process takes fewer of them. The workers wait
+passively (no spinning), so more threads than free cores cost little. Every environment has its own
+``MjData`` and its own arithmetic, so the results do not depend on the number of threads or slices.
 """
 
 from __future__ import annotations
@@ -44,16 +46,20 @@ class BatchSim:
     Args:
         env: benchmark name (``hopper`` or ``tla``).
         n: number of environments.
-        threads: worker threads stepping the environments (None: one per available core, at most 16;
-            slices have at least 8 environments).
+        threads: worker threads stepping the environments (None: one per available core, at most 16).
+        slices_per_thread: slices of the live environments per thread and step (each of at least 8
+            environments); >= 1.
     """
 
-    def __init__(self, env: str, n: int, *, threads: int | None = None) -> None:
+    def __init__(self, env: str, n: int, *, threads: int | None = None, slices_per_thread: int = 4) -> None:
         if int(n) < 1:
             raise ValueError(f"n={n!r}: must be >= 1 (number of environments)")
         if threads is not None and int(threads) < 1:
             raise ValueError(f"threads={threads!r}: must be >= 1 (or None: one per available core, at most 16)")
+        if int(slices_per_thread) < 1:
+            raise ValueError(f"slices_per_thread={slices_per_thread!r}: must be >= 1")
         self.threads = int(threads) if threads is not None else min(16, len(os.sched_getaffinity(0)))
+        self.slices_per_thread = int(slices_per_thread)
         self._pool: ThreadPoolExecutor | None = None
         self.info = env_info(env)
         gym_env = make_env(env).unwrapped
@@ -110,7 +116,8 @@ class BatchSim:
         live = np.flatnonzero(~self.done)
         x_before = self._x(live)
         cost_contact = np.zeros(self.n)
-        parts = [p for p in np.array_split(live, min(self.threads, max(1, len(live) // 8))) if len(p)]
+        n_parts = 1 if self.threads == 1 else min(self.threads * self.slices_per_thread, max(1, len(live) // 8))
+        parts = [p for p in np.array_split(live, n_parts) if len(p)]
         if len(parts) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="batchsim")

@@ -133,6 +133,22 @@ def _inputs_fm(spec: TokenPolicySpec, params: dict[str, torch.Tensor], obs: torc
     return x.unsqueeze(0).expand(n, -1, -1) if x.dim() == 2 else x
 
 
+def _inputs_augmented(spec: TokenPolicySpec, params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
+    """``[x; 1]``: normalised observations plus a row of ones, ``[N, obs_dim + 1, M]`` for observations
+    ``[N, M, obs_dim]`` or shared ``[M, obs_dim]`` (then a broadcast view over the N members)."""
+    n, dtype = params["W0"].shape[0], params["W0"].dtype
+    buf = torch.empty(*obs.shape[:-2], spec.obs_dim + 1, obs.shape[-2], dtype=dtype, device=obs.device)
+    buf[..., spec.obs_dim, :].fill_(1)
+    x, raw = buf[..., :spec.obs_dim, :], obs.transpose(-1, -2)
+    if spec.obs_shift is not None:
+        torch.sub(raw, _constant(tuple(spec.obs_shift), dtype, obs.device)[:, None], out=x)
+    else:
+        x.copy_(raw)
+    if spec.obs_scale is not None:
+        x.div_(_constant(tuple(spec.obs_scale), dtype, obs.device)[:, None])
+    return buf.unsqueeze(0).expand(n, -1, -1) if buf.dim() == 2 else buf
+
+
 def token_logps(
     spec: TokenPolicySpec, params: dict[str, torch.Tensor], obs: torch.Tensor, bins: torch.Tensor
 ) -> torch.Tensor:
@@ -146,7 +162,7 @@ def token_logps(
         ``[N, B, L * act_dim]`` log-probs (step-major token order), differentiable in ``params``.
     """
     lead = obs.shape[:-1]  # [B, L] or [N, B, L]
-    x = _inputs_fm(spec, params, obs.reshape(*lead[:-2], -1, spec.obs_dim))  # [N, D, M]
+    x = _inputs_augmented(spec, params, obs.reshape(*lead[:-2], -1, spec.obs_dim))  # [N, D + 1, M]
     n, b, length = x.shape[0], lead[-2], lead[-1]
     idx = bins.long().reshape(*bins.shape[:-3], b * length, spec.act_dim).transpose(-1, -2)  # [(N,) A, M]
     idx = idx.unsqueeze(-2).expand(n, -1, -1, -1)  # [N, A, 1, M]

@@ -120,6 +120,10 @@ class TrainConfig:
     memory_budget_mb: float | None = None
     """Memory a chunk may use, in MiB; None: 40 on CPU (small chunks are cache-friendly and faster), half
     the free GPU memory on CUDA."""
+    threads: int | None = None
+    """CPU threads for training (torch) and evaluation (simulator); >= 1. None: automatic, the CPUs this
+    process may use minus those other processes keep busy, chosen again every 0.5 s (``symloss.train._cpu``);
+    never more than the caller's ``torch.get_num_threads()``. The caller's setting is restored after ``fit``."""
     device_here: InitVar[bool] = True
     """False: the config is for other machines (Ray workers); only the spelling of ``device`` is checked."""
 
@@ -138,6 +142,8 @@ class TrainConfig:
         if self.max_members_per_chunk is not None:
             check_range("max_members_per_chunk", self.max_members_per_chunk, lo=1, integer=True,
                         fix="or None")
+        if self.threads is not None:
+            check_range("threads", self.threads, lo=1, integer=True, fix="or None (automatic)")
         for i, beta in enumerate(check_tuple("betas", self.betas, length=2, what="Adam's beta1, beta2",
                                              example="(0.9, 0.999)")):
             check_range(f"betas[{i}]", beta, lo=0, hi=1, hi_open=True)

@@ -31,6 +31,7 @@ import torch
 
 from symloss.bench import TokenPolicySpec, evaluate, token_logps
 from symloss.train._config import TrainConfig
+from symloss.train._cpu import available_cpus
 from symloss.train._data import PreferenceData
 
 __all__ = ["FITNESS", "FitnessContext", "FitnessFn", "expert_loglik", "holdout_accuracy", "offline_fitness",
@@ -38,6 +39,10 @@ __all__ = ["FITNESS", "FitnessContext", "FitnessFn", "expert_loglik", "holdout_a
 
 ROWS_PER_CHUNK = 1 << 20
 """Members x pairs x steps evaluated at once by the offline fitness (bounds its memory)."""
+EVAL_MAX_ENVS = 1024
+"""Most simulator environments (members x episodes) in one batch of the ``return`` fitness: one Hopper or
+Ant ``MjData`` holds about 450 KiB, so a batch stays under ~0.5 GiB. A generation of the default search
+(16 candidates x 2 seeds x 5 episodes = 160) is one batch."""
 
 
 @dataclass(frozen=True)
@@ -48,25 +53,35 @@ class FitnessContext:
         data: the preference data (held-out split, reference log-probs, env).
         config: the trainer's configuration (``episodes``, ``eval_seed``, ``offline_ll_weight``...).
         candidates: ``[N]`` candidate index of each member; seeds: ``[N]`` its training seed.
+        threads: simulator threads (None: one per CPU this process may use, at most 16). Simulator threads
+            wait passively, so unlike torch's they need no load rule (``symloss.train._cpu``).
     """
 
     data: PreferenceData
     config: TrainConfig
     candidates: torch.Tensor
     seeds: torch.Tensor
+    threads: int | None = None
 
 
 FitnessFn = Callable[[TokenPolicySpec, dict[str, torch.Tensor], FitnessContext], Any]
 
 
 def return_fitness(spec: TokenPolicySpec, params: dict[str, torch.Tensor], context: FitnessContext) -> torch.Tensor:
-    """Mean return ``[N]`` over ``config.episodes`` episodes in the dataset's environment."""
+    """Mean return ``[N]`` over ``config.episodes`` episodes in the dataset's environment.
+
+    All N members run in one simulator batch (several when N x episodes exceeds :data:`EVAL_MAX_ENVS`);
+    returns do not depend on the batching (each environment and each member's policy computes alone)."""
     if context.data.env is None:
         raise ValueError("fitness='return': the data has no environment (synthetic data); use "
                          "fitness='offline' or a callable")
     cpu = {k: v.detach().to("cpu", torch.float32) for k, v in params.items()}
-    mean, _ = evaluate(spec, cpu, context.data.env, episodes=context.config.episodes, seed=context.config.eval_seed)
-    return mean
+    episodes, n = context.config.episodes, cpu["W0"].shape[0]
+    threads = context.threads if context.threads is not None else min(16, available_cpus()[1])
+    step = max(1, EVAL_MAX_ENVS // episodes)
+    means = [evaluate(spec, {k: v[lo:lo + step] for k, v in cpu.items()}, context.data.env, episodes=episodes,
+                      seed=context.config.eval_seed, threads=threads)[0] for lo in range(0, n, step)]
+    return torch.cat(means)
 
 
 def _chunks(n_members: int, n_items: int, length: int) -> tuple[range, int]:

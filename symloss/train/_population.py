@@ -22,6 +22,7 @@ import torch
 from symloss.bench import TokenPolicySpec
 from symloss.objectives import MirrorLoss
 from symloss.train._config import TrainConfig
+from symloss.train._cpu import ThreadPolicy, flush_denormals
 from symloss.train._data import PreferenceData, prepare_data
 from symloss.train._fitness import FitnessContext, resolve_fitness, split_fitness
 from symloss.train._result import PopulationResult
@@ -71,6 +72,12 @@ class PopulationTrainer:
         if config is not None and not isinstance(config, TrainConfig):
             raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
         self.config = dataclasses.replace(config or TrainConfig(), **overrides)
+        self._threads = ThreadPolicy(self.config.threads)  # keeps its last CPU sample across fits
+
+    @property
+    def thread_policy(self) -> ThreadPolicy:
+        """The CPU thread policy of training and scoring (``current``: the threads chosen last)."""
+        return self._threads
 
     def prepare(self, ds, spec: TokenPolicySpec, reference: dict[str, torch.Tensor], *,
                 holdout_fraction: float = 0.1, split_seed: int = 0) -> PreferenceData:
@@ -110,27 +117,41 @@ class PopulationTrainer:
         candidates = [p for p in range(len(losses)) for _ in seeds]
         member_seeds = [s for _ in losses for s in seeds]
         size = self.chunk_size(data, len(candidates), n_seeds)
-        parts, starts = [], range(0, len(candidates), size)
-        with _progress_bar(progress, len(starts) * cfg.steps, f"training {len(candidates)} members") as advance:
-            for lo in starts:
-                cands, mseeds = candidates[lo:lo + size], member_seeds[lo:lo + size]
-                log.debug("training members %d..%d of %d", lo, lo + len(cands), len(candidates))
-                out = train_chunk(cfg, losses, data, cands, mseeds, shared=n_seeds == 1, on_step=advance)
-                out["fitness"], out["metrics"] = self._score(fitness_fn, data, out, cands, mseeds)
-                parts.append(_to_cpu(out, cands))
-        return _assemble(losses, seeds, parts, time.perf_counter() - start)
+        starts = range(0, len(candidates), size)
+        outs = []
+        if self._threads.fixed != cfg.threads:
+            self._threads = ThreadPolicy(cfg.threads)
+        with self._threads.scope() as tick:
+            with (_progress_bar(progress, len(starts) * cfg.steps, f"training {len(candidates)} members") as advance,
+                  flush_denormals(data.device.type == "cpu", threads=self._threads.limit)):
+                on_step = tick if advance is None else lambda: (tick(), advance())
+                for lo in starts:
+                    cands, mseeds = candidates[lo:lo + size], member_seeds[lo:lo + size]
+                    log.debug("training members %d..%d of %d", lo, lo + len(cands), len(candidates))
+                    outs.append(train_chunk(cfg, losses, data, cands, mseeds, shared=n_seeds == 1, on_step=on_step))
+            trained = time.perf_counter()
+            fitness, metrics = self._score(fitness_fn, data, outs, candidates, member_seeds)  # one batch
+        timings = {"train": trained - start, "score": time.perf_counter() - trained}
+        parts = [_to_cpu(out, candidates[lo:lo + size]) for out, lo in zip(outs, starts)]
+        return dataclasses.replace(_assemble(losses, seeds, parts, fitness, metrics, time.perf_counter() - start),
+                                   timings=timings)
 
-    def _score(self, fitness_fn, data: PreferenceData, out: dict, cands: list[int],
+    def _score(self, fitness_fn, data: PreferenceData, outs: list[dict], cands: list[int],
                seeds: list[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Fitness ``[n]`` of the chunk's surviving members (NaN for failed ones), and extra metrics."""
-        alive = out["active"].cpu()
+        """Fitness ``[n]`` of every surviving member in one call (NaN for failed ones), and extra metrics.
+
+        All chunks are scored together: the ``return`` fitness then runs one simulator batch for the whole
+        population (``_fitness.EVAL_MAX_ENVS`` bounds its memory) instead of one per chunk."""
+        alive = torch.cat([out["active"] for out in outs]).cpu()
         fit = torch.full((len(cands),), math.nan, dtype=torch.float64)
         metrics: dict[str, torch.Tensor] = {}
         if not alive.any():
             return fit, metrics
         keep = alive.nonzero().squeeze(1)
-        params = {k: v[keep.to(v.device)] for k, v in out["params"].items()}
-        ctx = FitnessContext(data, self.config, torch.tensor(cands)[keep], torch.tensor(seeds)[keep])
+        params = {k: torch.cat([out["params"][k] for out in outs]) for k in outs[0]["params"]}
+        params = {k: v[keep.to(v.device)] for k, v in params.items()}
+        ctx = FitnessContext(data, self.config, torch.tensor(cands)[keep], torch.tensor(seeds)[keep],
+                             threads=self.config.threads)
         with torch.no_grad():
             values, extras = split_fitness(fitness_fn(data.spec, params, ctx), len(keep))
         fit[keep] = values
@@ -200,21 +221,19 @@ def _to_cpu(out: dict, cands: list[int]) -> dict:
         reasons.append(_reason(code, step, value, out["raised"].get(cands[i])))
     return {"params": {k: v.cpu() for k, v in out["params"].items()},
             "curves": {k: v.cpu() for k, v in out["curves"].items()}, "failed_at": out["failed_at"].cpu(),
-            "reasons": reasons, "fitness": out["fitness"], "metrics": out["metrics"]}
+            "reasons": reasons}
 
 
-def _assemble(losses: list[MirrorLoss], seeds: tuple[int, ...], parts: list[dict], wall_s: float) -> PopulationResult:
+def _assemble(losses: list[MirrorLoss], seeds: tuple[int, ...], parts: list[dict], fitness: torch.Tensor,
+              extras: dict[str, torch.Tensor], wall_s: float) -> PopulationResult:
     p, s = len(losses), len(seeds)
 
     def grid(x: torch.Tensor) -> torch.Tensor:
         return x.reshape(p, s, *x.shape[1:])
 
-    per_seed = grid(torch.cat([part["fitness"] for part in parts]))
+    per_seed = grid(fitness)
     reasons = [r for part in parts for r in part["reasons"]]
     failed_at = grid(torch.cat([part["failed_at"] for part in parts]))
-    names = {name for part in parts for name in part["metrics"]}
-    metrics = {name: grid(torch.cat([part["metrics"].get(name, torch.full_like(part["fitness"], math.nan))
-                                     for part in parts])) for name in sorted(names)}
     return PopulationResult(
         names=tuple(loss.name for loss in losses), seeds=seeds, fitness_per_seed=per_seed,
         fitness=per_seed.mean(1), fitness_std=per_seed.std(1, correction=0),
@@ -222,7 +241,7 @@ def _assemble(losses: list[MirrorLoss], seeds: tuple[int, ...], parts: list[dict
         failure_step=failed_at,
         failure_reason=tuple(tuple(reasons[i * s:(i + 1) * s]) for i in range(p)),
         curves={k: grid(torch.cat([part["curves"][k] for part in parts])) for k in CURVES},
-        metrics=metrics,
+        metrics={name: grid(v) for name, v in sorted(extras.items())},
         params={k: torch.cat([part["params"][k] for part in parts]) for k in parts[0]["params"]},
         wall_s=wall_s,
     )

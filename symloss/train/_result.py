@@ -33,6 +33,7 @@ class PopulationResult:
         metrics: name -> ``[P, S]`` extra values from the fitness (e.g. the offline fitness's components).
         params: final parameters ``[P * S, ...]`` on CPU (a failed member keeps its last finite values).
         wall_s: seconds the run took, fitness included.
+        timings: seconds spent training (``train``) and scoring (``score``).
     """
 
     names: tuple[str, ...]
@@ -47,6 +48,7 @@ class PopulationResult:
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     params: dict[str, torch.Tensor] | None = None
     wall_s: float = math.nan
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def status(self) -> tuple[str, ...]:
