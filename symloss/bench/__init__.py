@@ -31,8 +31,10 @@ from symloss.bench._reference import (
     reference_problem,
     spec_for_dataset,
 )
+from symloss.bench._score import normalised_score, score_anchors
 from symloss.bench._sim import BatchSim
 from symloss.bench._token_policy import (
+    ACTIONS,
     TokenPolicySpec,
     act,
     detokenize,
@@ -43,6 +45,9 @@ from symloss.bench._token_policy import (
 )
 
 __all__ = [
+    "ACTIONS",
+    "normalised_score",
+    "score_anchors",
     "BatchSim",
     "BehaviourPolicy",
     "BenchConfig",

@@ -5,6 +5,14 @@ Env (n, e) of the ``N * E`` environments runs member n's policy from Gymnasium's
 batched policy forward for the members that still have a running episode and one ``BatchSim.step``.
 A member's return does not depend on which other members share the batch: its policy forward is its own
 matmul (``baddbmm`` over members) and its environments have their own ``MjData``.
+
+Action rules (``action``, see :func:`~symloss.bench.act`): ``greedy`` (the most probable bin, the paper's
+evaluation; its return is piecewise constant and chaotic in the weights), ``mean`` (the expected bin centre
+under softmax(logits / temperature): smooth in the weights, so far less start-state and seed noise) and
+``sample``. For ``sample``, step t of episode e draws U ~ Uniform[0, 1)^act_dim from
+``torch.Generator().manual_seed(seed)`` (one ``[E, act_dim]`` block per step) and every member uses the same
+U (common random numbers, like the common start states), so a member's draws depend only on ``seed``, e and t:
+not on the other members, the batch or the chunking.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import torch
 
 from symloss.bench._envs import env_info
 from symloss.bench._sim import BatchSim
-from symloss.bench._token_policy import TokenPolicySpec, act
+from symloss.bench._token_policy import ACTIONS, TokenPolicySpec, act
 
 __all__ = ["evaluate", "episode_returns"]
 
@@ -29,8 +37,13 @@ def episode_returns(
     greedy: bool = True,
     return_lengths: bool = False,
     threads: int | None = None,
+    action: str | None = None,
+    temperature: float = 0.25,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Undiscounted returns ``[N, E]`` of every member on every episode (float64).
+
+    ``action``: ``greedy`` (default; ``greedy=False`` means ``sample``), ``mean`` (with ``temperature`` > 0)
+    or ``sample`` (module docstring).
 
     With ``return_lengths``, also the episode lengths ``[N, E]`` (int64) as a second value. ``threads``: the
     simulator's worker threads (:class:`BatchSim`; None: one per core); results do not depend on it.
@@ -43,6 +56,11 @@ def episode_returns(
         )
     if int(episodes) < 1:
         raise ValueError(f"episodes={episodes!r}: must be >= 1")
+    rule = action if action is not None else ("greedy" if greedy else "sample")
+    if rule not in ACTIONS:
+        raise ValueError(f"action={rule!r}: must be one of {list(ACTIONS)}")
+    if not temperature > 0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature={temperature!r}: must be a finite number > 0")
     n = params["W0"].shape[0]
     sim = BatchSim(env, n * episodes, threads=threads)
     obs = sim.reset(np.tile(seed + np.arange(episodes), n))
@@ -56,12 +74,13 @@ def episode_returns(
     live, members = np.arange(n), params
     try:
         while not sim.done.all():
-            if greedy:  # members whose episodes all ended are skipped (each member's forward is its own)
-                now = np.flatnonzero(~sim.done.reshape(n, episodes).all(1))
-                if len(now) < len(live):
-                    live, members = now, {k: v[torch.from_numpy(now)] for k, v in params.items()}
+            uniform = torch.rand((episodes, info.act_dim), generator=gen, dtype=dtype) if rule == "sample" else None
+            now = np.flatnonzero(~sim.done.reshape(n, episodes).all(1))  # members with a running episode
+            if len(now) < len(live):  # the others are skipped (each member's forward is its own)
+                live, members = now, {k: v[torch.from_numpy(now)] for k, v in params.items()}
             o = torch.from_numpy(obs.reshape(n, episodes, info.obs_dim)[live]).to(dtype)
-            actions[live] = act(spec, members, o, greedy=greedy, generator=gen).double().numpy()
+            u = None if uniform is None else uniform.expand(len(live), -1, -1)
+            actions[live] = act(spec, members, o, action=rule, temperature=temperature, uniform=u).double().numpy()
             obs, reward, _ = sim.step(actions.reshape(n * episodes, info.act_dim))
             total += reward
     finally:
@@ -80,6 +99,8 @@ def evaluate(
     seed: int = 0,
     greedy: bool = True,
     threads: int | None = None,
+    action: str | None = None,
+    temperature: float = 0.25,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of each member's return over ``episodes`` episodes.
 
@@ -91,10 +112,13 @@ def evaluate(
         seed: episode e of every member starts from Gymnasium's ``reset(seed=seed + e)``;
             sampling (``greedy=False``) also draws from ``seed``.
         greedy: most probable bin per action dimension (default) or sampled bins.
+        action: ``greedy``, ``mean`` or ``sample`` (overrides ``greedy``; see the module docstring).
+        temperature: of the ``mean`` rule's softmax; > 0.
         threads: the simulator's worker threads (None: one per available core, at most 16).
 
     Returns:
         ``(mean [N], std [N])`` float64 tensors (population std over episodes).
     """
-    returns = episode_returns(spec, params, env, episodes=episodes, seed=seed, greedy=greedy, threads=threads)
+    returns = episode_returns(spec, params, env, episodes=episodes, seed=seed, greedy=greedy, threads=threads,
+                              action=action, temperature=temperature)
     return torch.from_numpy(returns.mean(1)), torch.from_numpy(returns.std(1))

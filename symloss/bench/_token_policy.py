@@ -24,7 +24,7 @@ import torch
 
 from symloss.bench._token_kernel import hidden_forward, token_logps_fm
 
-__all__ = ["TokenPolicySpec", "init_params", "token_logps", "act", "tokenize", "detokenize", "token_mask"]
+__all__ = ["ACTIONS", "TokenPolicySpec", "init_params", "token_logps", "act", "tokenize", "detokenize", "token_mask"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,25 +170,48 @@ def token_logps(
     return chosen.transpose(1, 2).reshape(n, b, length * spec.act_dim)
 
 
+ACTIONS: tuple[str, ...] = ("greedy", "mean", "sample")
+"""Action rules of :func:`act`: ``greedy`` (most probable bin), ``mean`` (expected bin centre under the
+tempered policy) and ``sample`` (a bin drawn from the policy)."""
+
+
 def act(
     spec: TokenPolicySpec,
     params: dict[str, torch.Tensor],
     obs: torch.Tensor,
     greedy: bool = True,
     generator: torch.Generator | None = None,
+    *,
+    action: str | None = None,
+    temperature: float = 0.25,
+    uniform: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Actions ``[N, E, act_dim]`` (bin centres) for observations ``[N, E, obs_dim]`` (or ``[E, obs_dim]`` shared).
+    """Actions ``[N, E, act_dim]`` for observations ``[N, E, obs_dim]`` (or ``[E, obs_dim]`` shared).
 
-    Greedy picks each dimension's most probable bin; otherwise bins are sampled with ``generator``.
+    ``action`` (default ``"greedy"``, or ``"sample"`` when ``greedy=False``) picks, per action dimension d:
+
+        greedy:  a_d = c_{argmax_k l_dk}                          (a bin centre; piecewise constant in the weights)
+        mean:    a_d = sum_k softmax(l_d / temperature)_k c_k     (smooth; temperature -> 0 is greedy)
+        sample:  a_d = c_k with k ~ softmax(l_d)                  (``uniform`` [N, E, act_dim] in [0, 1) drives
+                                                                   the draw by inverse CDF; else ``generator``)
+
+    where l_dk are the logits and c_k the bin centres.
     """
+    rule = action if action is not None else ("greedy" if greedy else "sample")
+    if rule not in ACTIONS:
+        raise ValueError(f"action={rule!r}: must be one of {list(ACTIONS)}")
     with torch.no_grad():
         logits = _logits_fm(spec, params, obs).permute(0, 3, 1, 2)  # [N, E, A, K]
-        if greedy:
-            idx = logits.argmax(-1)
-        else:
-            probs = torch.softmax(logits, -1).reshape(-1, spec.n_bins)
-            idx = torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1])
-    return spec.centres(dtype=logits.dtype, device=logits.device)[idx]
+        centres = spec.centres(dtype=logits.dtype, device=logits.device)
+        if rule == "mean":
+            return (torch.softmax(logits / temperature, -1) * centres).sum(-1)
+        if rule == "greedy":
+            return centres[logits.argmax(-1)]
+        probs = torch.softmax(logits, -1)
+        if uniform is None:
+            uniform = torch.rand(probs.shape[:-1], generator=generator, dtype=probs.dtype)
+        below = (probs.cumsum(-1) < uniform.to(probs.dtype)[..., None]).sum(-1)
+        return centres[below.clamp(max=spec.n_bins - 1)]
 
 
 def tokenize(spec: TokenPolicySpec, actions: torch.Tensor) -> torch.Tensor:

@@ -103,6 +103,11 @@ class TrainConfig:
     -> Tensor[N]`` (see ``symloss.train.FITNESS``)."""
     offline_ll_weight: float = 0.5
     """w in the offline fitness (1 - w) * accuracy + w * (1 + ll / log K); in [0, 1]."""
+    action: Literal["greedy", "mean", "sample"] = "greedy"
+    """Action rule of the ``return`` fitness: ``greedy`` (most probable bin, the paper's), ``mean`` (expected
+    bin centre under softmax(logits / temperature): smooth in the weights, far less noise) or ``sample``."""
+    temperature: float = 0.25
+    """Softmax temperature of the ``mean`` action rule; > 0 (-> 0 is greedy, 1 is the policy's mean action)."""
     eval_seed: int = 0
     """Episode e of every member starts from ``reset(seed=eval_seed + e)`` (common random numbers); a
     search uses its own seed unless this is given."""
@@ -152,6 +157,8 @@ class TrainConfig:
             check_choice("fitness", self.fitness, FITNESS_NAMES,
                          fix="or a callable (spec, params, context) -> Tensor[N]")
         check_choice("dtype", self.dtype, ("float32", "float64"))
+        check_choice("action", self.action, ("greedy", "mean", "sample"))
+        check_range("temperature", self.temperature, lo=0, lo_open=True)
         check_bool("cuda_graph", self.cuda_graph)
         check_device("device", self.device, here=device_here)
 

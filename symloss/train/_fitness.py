@@ -4,7 +4,8 @@ A fitness function has the signature ``fn(spec, params, context) -> Tensor[N]`` 
 ``"fitness"`` entry ``[N]`` and any extra ``[N]`` metrics), where ``params`` holds N stacked policies and
 ``context`` is a :class:`FitnessContext`. Higher is better.
 
-``return``: R_n = mean over E episodes of the undiscounted return of member n's greedy policy
+``return``: R_n = mean over E episodes of the undiscounted return of member n's policy under the protocol's
+action rule (``TrainConfig.action``: greedy bins, the tempered mean action, or sampled bins)
 (``bench.evaluate``, episode e from ``reset(seed=eval_seed + e)`` for every member), as in the paper.
 
 ``offline`` (no simulator), on the held-out split of :class:`PreferenceData`:
@@ -79,8 +80,10 @@ def return_fitness(spec: TokenPolicySpec, params: dict[str, torch.Tensor], conte
     episodes, n = context.config.episodes, cpu["W0"].shape[0]
     threads = context.threads if context.threads is not None else min(16, available_cpus()[1])
     step = max(1, EVAL_MAX_ENVS // episodes)
+    cfg = context.config
     means = [evaluate(spec, {k: v[lo:lo + step] for k, v in cpu.items()}, context.data.env, episodes=episodes,
-                      seed=context.config.eval_seed, threads=threads)[0] for lo in range(0, n, step)]
+                      seed=cfg.eval_seed, threads=threads, action=cfg.action, temperature=cfg.temperature)[0]
+             for lo in range(0, n, step)]
     return torch.cat(means)
 
 

@@ -1,0 +1,272 @@
+"""How reliably does a training protocol rank preference losses? (issue 12)
+
+For one env/variant, trains a set of diverse losses (the zoo with hyperparameter variants, plus random mirror
+maps that are valid on the data's u-range) with the "final" protocol on S training seeds, scores every trained
+policy on E fresh start states under each action rule, and prints:
+
+- variance components of the return per loss, from the two-way layout R[seed, start state]
+  (sigma^2_seed, sigma^2_state, sigma^2_residual; medians over losses);
+- split-half rank reliability: Spearman rho between the loss means on two disjoint halves of the seeds
+  (mean and 10th percentile over random splits; episodes split too, so the halves share nothing);
+- training seeds per loss to detect a 10% difference at alpha 0.05 and power 0.8,
+  n = 2 (z_{0.975} + z_{0.8})^2 Var(per-seed score) / (0.1 mean)^2 (pooled over losses), and the paired form
+  (z_{0.975} + z_{0.8})^2 Var(per-seed difference) / (0.1 mean)^2 on common seeds and start states;
+- for each cheaper fidelity (trained on other seeds and scored on other start states): Spearman rho of its
+  loss means against the final protocol's, and its cost relative to the final protocol;
+- the cost per loss of the final protocol (wall seconds, all its seeds).
+
+    python benchmarks/protocol_reliability.py --env hopper --dataset noisy            # the study (~1 h on 2 cores)
+    python benchmarks/protocol_reliability.py --quick                                 # a smoke run (~1 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import sympy as sp
+import torch
+from deap import gp
+from scipy import stats
+
+from symloss import bench
+from symloss.expr import check_mirror, compile_expr, make_pset, tree_to_sympy
+from symloss.objectives import LOSSES, MirrorLoss
+from symloss.train import PopulationTrainer, TrainConfig, data_u_ranges
+
+Z2 = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) ** 2
+
+ZOO_GRID: dict[str, list[dict]] = {
+    "dpo": [{"beta": b} for b in (0.03, 0.1, 0.3, 1.0, 3.0)],
+    "cdpo": [{"beta": 0.1, "label_smoothing": e} for e in (0.1, 0.3)],
+    "rdpo": [{"beta": 0.1, "label_smoothing": 0.1}],
+    "ipo": [{"beta": b} for b in (0.1, 1.0)],
+    "hinge": [{"beta": b} for b in (0.1, 1.0)],
+    "simpo": [{}],
+    "orpo": [{"lam": lam} for lam in (0.1, 1.0)],
+    "discopop": [{}],
+    "ropo": [{}],
+    "holder_dpo": [{}],
+    "sympo": [{}],
+    "repo": [{}],
+    "drdpo": [{}],
+}
+"""Zoo losses x hyperparameter variants in the study (names missing from the zoo are skipped)."""
+
+
+def zoo_losses(quick: bool) -> list[tuple[str, MirrorLoss]]:
+    out = []
+    for name, grid in ZOO_GRID.items():
+        if name not in LOSSES:
+            continue
+        for kwargs in grid[:1] if quick else grid:
+            label = name + "".join(f" {k}={v:g}" for k, v in kwargs.items())
+            out.append((label, LOSSES[name](**kwargs)))
+    return out[:4] if quick else out
+
+
+def random_valid_maps(n: int, u_range: tuple[float, float], *, seed: int, beta: float = 0.1,
+                      attempts: int = 4000) -> list[tuple[str, MirrorLoss]]:
+    """``n`` random mirror maps (DEAP trees, depth 1-4) valid on ``u_range`` and distinct in shape there."""
+    pset = make_pset("mirror")
+    rng_state = random.getstate()
+    random.seed(seed)
+    grid = torch.linspace(u_range[0], u_range[1], 64, dtype=torch.float64)
+    out, shapes = [], []
+    try:
+        for _ in range(attempts):
+            if len(out) >= n:
+                break
+            tree = gp.PrimitiveTree(gp.genHalfAndHalf(pset, 1, 4))
+            try:
+                expr = tree_to_sympy(tree)
+                if not check_mirror(expr, u_range=u_range):
+                    continue
+                loss = MirrorLoss(mirror=expr, beta=beta, name=f"m={expr}")
+            except Exception:  # noqa: BLE001 (a rejected random tree is skipped)
+                continue
+            values = compile_expr(loss.mirror, ["u"])(grid).detach().double()
+            spread = values.std()
+            if not torch.isfinite(values).all() or spread < 1e-9:
+                continue
+            shape = (values - values.mean()) / spread
+            if any(float((shape - s).abs().max()) < 0.05 for s in shapes):
+                continue  # the same map up to constant and scale (e.g. another DPO beta)
+            shapes.append(shape)
+            out.append((f"m={sp.sstr(expr)}", loss))
+    finally:
+        random.setstate(rng_state)
+    return out
+
+
+@dataclass
+class Scores:
+    """Per-episode returns ``[P, S, E]`` of one protocol under one action rule, and the training wall time."""
+
+    returns: np.ndarray
+    train_s: float
+    eval_s: float
+
+
+def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds: list[int],
+                    actions: list[str], episodes: int, eval_seed: int) -> dict[str, Scores]:
+    """Train ``losses x seeds`` once, then score the policies under every action rule on the same episodes."""
+    trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
+    start = time.perf_counter()
+    result = trainer.fit(losses, data, seeds=seeds)
+    train_s = time.perf_counter() - start
+    out = {}
+    for action in actions:
+        start = time.perf_counter()
+        r = bench.episode_returns(data.spec, result.params, data.env, episodes=episodes, seed=eval_seed,
+                                  action=action, temperature=protocol.temperature)
+        out[action] = Scores(np.asarray(r).reshape(len(losses), len(seeds), episodes), train_s,
+                             time.perf_counter() - start)
+    return out
+
+
+def parse_protocol(text: str) -> tuple[str, TrainConfig]:
+    """``"final:seeds=2:episodes=8:action=mean"`` -> the preset with those overrides (numbers parsed)."""
+    name, *parts = text.split(":")
+    overrides: dict = {}
+    for part in parts:
+        key, _, value = part.partition("=")
+        try:
+            overrides[key] = int(value)
+        except ValueError:
+            try:
+                overrides[key] = float(value)
+            except ValueError:
+                overrides[key] = value
+    return text, TrainConfig.preset(name, **overrides)
+
+
+def components(r: np.ndarray) -> dict[str, float]:
+    """sigma^2 of seeds, start states and residual from ``R[s, e]`` (two-way ANOVA without replication)."""
+    s, e = r.shape
+    grand = r.mean()
+    ms_seed = e * ((r.mean(1) - grand) ** 2).sum() / max(s - 1, 1)
+    ms_state = s * ((r.mean(0) - grand) ** 2).sum() / max(e - 1, 1)
+    resid = r - r.mean(1, keepdims=True) - r.mean(0, keepdims=True) + grand
+    ms_res = (resid ** 2).sum() / max((s - 1) * (e - 1), 1)
+    return {"seed": max(0.0, (ms_seed - ms_res) / e), "state": max(0.0, (ms_state - ms_res) / s), "res": ms_res}
+
+
+def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100) -> tuple[float, float]:
+    """Mean and 10th percentile of Spearman rho between loss means on disjoint seed and episode halves."""
+    _, s, e = r.shape
+    rhos = []
+    for _ in range(repeats):
+        seeds, eps = rng.permutation(s), rng.permutation(e)
+        a = r[:, seeds[:s // 2]][:, :, eps[:e // 2]].mean((1, 2))
+        b = r[:, seeds[s // 2:2 * (s // 2)]][:, :, eps[e // 2:2 * (e // 2)]].mean((1, 2))
+        rhos.append(stats.spearmanr(a, b).statistic)
+    return float(np.nanmean(rhos)), float(np.nanpercentile(rhos, 10))
+
+
+def seeds_needed(r: np.ndarray, reference: float) -> tuple[float, float]:
+    """(unpaired, paired) seeds per loss for a 10% difference, pooled over losses scoring above reference/2."""
+    per_seed = r.mean(2)  # [P, S]
+    means = per_seed.mean(1)
+    keep = np.where(means > 0.5 * reference)[0]
+    if len(keep) < 2:
+        return math.nan, math.nan
+    delta = 0.1 * float(np.median(means[keep]))
+    unpaired = 2 * Z2 * float(np.median(per_seed[keep].var(1, ddof=1))) / delta ** 2
+    diffs = [np.var(per_seed[a] - per_seed[b], ddof=1) for i, a in enumerate(keep) for b in keep[i + 1:]]
+    paired = Z2 * float(np.median(diffs)) / delta ** 2
+    return unpaired, paired
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="hopper")
+    parser.add_argument("--dataset", default="noisy")
+    parser.add_argument("--protocol", default="final",
+                        help="the reporting protocol: a TrainConfig preset with optional :field=value overrides")
+    parser.add_argument("--seeds", type=int, default=8, help="training seeds of the final protocol")
+    parser.add_argument("--episodes", type=int, default=16, help="start states per trained policy")
+    parser.add_argument("--actions", default="greedy,mean", help="action rules to compare (greedy, mean, sample)")
+    parser.add_argument("--fidelities", default="search,final:seeds=2:episodes=8",
+                        help="cheaper protocols to rank against the final one: comma-separated presets, each with "
+                             "optional :field=value overrides")
+    parser.add_argument("--random-maps", type=int, default=10, help="random valid mirror maps added to the zoo")
+    parser.add_argument("--seed0", type=int, default=7000, help="first training seed (fresh: not used elsewhere)")
+    parser.add_argument("--eval-seed", type=int, default=70000, help="first start-state seed (fresh)")
+    parser.add_argument("--json", default=None, help="write every per-episode return here")
+    parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.episodes, args.random_maps = 2, 2, 1
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    _, protocol = parse_protocol(args.protocol)
+    if args.quick:
+        protocol = replace(protocol, steps=5, batch_size=8)
+    ds = bench.build_dataset(args.env, args.dataset, **({"n_pairs": 64} if args.quick else {}))
+    spec = bench.spec_for_dataset(ds)
+    reference = bench.load_reference(ds, spec, **({"steps": 5} if args.quick else {}))
+    data = PopulationTrainer(protocol).prepare(ds, spec, reference)
+    u_range = data_u_ranges(data.train, "sequence")["mirror"]
+    losses = zoo_losses(args.quick) + random_valid_maps(args.random_maps, u_range, seed=args.seed0)
+    names = [name for name, _ in losses]
+    actions = args.actions.split(",")
+    print(f"{args.env}/{args.dataset}: {len(losses)} losses, protocol {args.protocol!r} "
+          f"({protocol.steps} steps x {protocol.batch_size} pairs, lr {protocol.lr:g}), {args.seeds} seeds x "
+          f"{args.episodes} start states; data u-range [{u_range[0]:.4g}, {u_range[1]:.3g}]")
+    seeds = list(range(args.seed0, args.seed0 + args.seeds))
+    final = train_and_score([loss for _, loss in losses], data, protocol, seeds, actions, args.episodes,
+                            args.eval_seed)
+    ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env, episodes=args.episodes,
+                                                         seed=args.eval_seed, action=a,
+                                                         temperature=protocol.temperature)))
+                  for a in actions}
+    report = {"names": names, "args": vars(args), "final": {}, "fidelities": {}}
+    print("\n| action | split-half rho (mean, p10) | seeds for 10%: unpaired / paired | sd seed / state / residual "
+          "| between-loss sd | reference | train s per loss | eval s per loss |")
+    print("|---|---|---|---|---|---|---|---|")
+    for action, sc in final.items():
+        comps = [components(sc.returns[i]) for i in range(len(losses))]
+        sh = split_half(sc.returns, rng)
+        need = seeds_needed(sc.returns, ref_scores[action])
+        med = {k: math.sqrt(float(np.median([c[k] for c in comps]))) for k in ("seed", "state", "res")}
+        print(f"| {action} | {sh[0]:.3f}, {sh[1]:.3f} | {need[0]:.1f} / {need[1]:.1f} | {med['seed']:.0f} / "
+              f"{med['state']:.0f} / {med['res']:.0f} | {sc.returns.mean((1, 2)).std():.0f} | "
+              f"{ref_scores[action]:.0f} | {sc.train_s / len(losses):.1f} | {sc.eval_s / len(losses):.1f} |")
+        report["final"][action] = {"returns": sc.returns.tolist(), "split_half": sh, "seeds_needed": need,
+                                   "components": comps, "reference": ref_scores[action],
+                                   "train_s": sc.train_s, "eval_s": sc.eval_s}
+    fid_seeds0 = args.seed0 + 1000
+    for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:
+        if args.quick:
+            fid = replace(fid, steps=3, batch_size=8)
+        fseeds = list(range(fid_seeds0, fid_seeds0 + fid.seeds))
+        fid_scores = train_and_score([loss for _, loss in losses], data, fid, fseeds, [fid.action], fid.episodes,
+                                     args.eval_seed + 1000)[fid.action]
+        cost = (fid.steps * fid.batch_size * fid.seeds) / (protocol.steps * protocol.batch_size * args.seeds)
+        wall = (fid_scores.train_s + fid_scores.eval_s) / (final[actions[0]].train_s + final[actions[0]].eval_s)
+        rhos = {a: float(stats.spearmanr(fid_scores.returns.mean((1, 2)), sc.returns.mean((1, 2))).statistic)
+                for a, sc in final.items()}
+        print(f"\nfidelity {fid_name!r} ({fid.steps} steps x {fid.batch_size} pairs, {fid.seeds} seeds x {fid.episodes} "
+              f"episodes, action {fid.action}): Spearman rho vs final " +
+              ", ".join(f"{a} {r:.3f}" for a, r in rhos.items()) +
+              f"; cost {cost:.3f} of the final in pair-steps, {wall:.3f} in wall time")
+        report["fidelities"][fid_name] = {"returns": fid_scores.returns.tolist(), "rho": rhos, "cost": cost,
+                                          "wall_ratio": wall}
+    order = np.argsort(-final[actions[0]].returns.mean((1, 2)))
+    print(f"\nloss means under {actions[0]!r} (mean +- sd over seeds):")
+    for i in order:
+        r = final[actions[0]].returns[i]
+        print(f"  {names[i]:40s} {r.mean():8.1f} +- {r.mean(1).std(ddof=1) if r.shape[0] > 1 else 0:6.1f}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle)
+
+
+if __name__ == "__main__":
+    main()

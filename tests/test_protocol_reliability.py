@@ -1,0 +1,21 @@
+"""Smoke test: benchmarks/protocol_reliability.py runs end to end at a tiny size and prints its tables."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_protocol_reliability_quick_run_prints_every_figure(tmp_path):
+    env = {**os.environ, "SYMLOSS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
+           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
+                          "--json", str(tmp_path / "study.json")], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    assert "split-half rho" in text and "seeds for 10%" in text and "sd seed / state / residual" in text
+    assert "fidelity 'search'" in text and "Spearman rho vs final" in text and "of the final in pair-steps" in text
+    assert (tmp_path / "study.json").exists()
