@@ -96,7 +96,7 @@ def _group_batches(losses: Sequence[MirrorLoss], groups: list[tuple[int, int, in
     batches = []
     for g, (p, lo, hi) in enumerate(groups):
         loss = losses[p]
-        if loss.aggregation != "token" and type(loss) is MirrorLoss:  # a subclass may read the tokens
+        if not loss.needs_token_logps:  # the loss says it reads only the aggregated log-probs
             w, l_, ref_w, ref_l = aggregated(loss.aggregation)
             batch = LogpBatch.from_sequence_logps(w[g], l_[g], members(ref_w, lo, hi), members(ref_l, lo, hi), t)
         else:
