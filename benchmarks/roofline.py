@@ -14,8 +14,10 @@
 5. The trainer: ``PopulationTrainer.fit`` at P members (one seed, zoo losses, synthetic Hopper-shaped data,
    no fitness), and the plain loop over separate models (``train_single``) at the same batch: their ratio.
 
-Every timing is the fastest of ``--repeats`` (the least disturbed on a shared machine); the load average is
-printed before and after. achieved GFLOP/s = FLOPs per member-step x member-steps per second.
+Every timing is the fastest of ``--repeats`` rounds in which each measurement runs once, in turn (so all see the
+same load; the least disturbed round counts); the peak is the larger of a measurement at the start and one at
+the end. The load average is printed before and after. achieved GFLOP/s = FLOPs per member-step x
+member-steps per second.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 
 import torch
 from _load import load_line
@@ -37,13 +40,20 @@ SEG_LEN = 50
 
 def best(fn, repeats: int) -> float:
     """Fastest wall time of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return interleaved({"fn": fn}, repeats)["fn"]
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Fastest wall time of each function over ``repeats`` rounds that call every function once, in turn
+    (so that all of them see the same load); one warm-up round first."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
 
 
 def sgemm_peak(size: int, threads: int, repeats: int) -> float:
@@ -76,22 +86,17 @@ def operands(kind: str, n: int, k: int, o: int, rows: int) -> tuple[torch.Tensor
     return torch.randn(n, k + 1, o)[:, :k], torch.randn(n, o, rows)
 
 
-def gemm_table(sizes: tuple[int, ...], n: int, rows: int, repeats: int) -> float:
-    """Prints each GEMM's GFLOP/s at 1 thread; returns the GEMMs' time per member-step (s)."""
-    torch.set_num_threads(1)
-    total = 0.0
+def gemm_calls(sizes: tuple[int, ...], n: int, rows: int) -> dict[str, Callable[[], object]]:
+    """One call per kernel GEMM at the chunk's shapes, keyed by a description."""
+    calls = {}
     for kind, k, o in kernel_gemms(sizes):
         a, b = operands(kind, n, k, o, rows)
-        seconds = best(lambda a=a, b=b: torch.bmm(a, b), repeats)
-        total += seconds
-        print(f"    {kind:<8} {k:>3} x {o:<3} {str(tuple(a.shape)):>15} x {str(tuple(b.shape)):<15} "
-              f"{2 * n * k * o * rows / seconds / 1e9:7.1f} GFLOP/s (nominal FLOPs)")
-    return total / n
+        calls[f"{kind} {k} x {o}: {tuple(a.shape)} x {tuple(b.shape)}"] = lambda a=a, b=b: torch.bmm(a, b)
+    return calls
 
 
-def policy_pass(data, n: int, batch: int, repeats: int) -> float:
-    """Seconds per member of ``token_logps`` forward + backward on one chunk's shared minibatch (1 thread)."""
-    torch.set_num_threads(1)
+def policy_pass(data, n: int, batch: int) -> Callable[[], object]:
+    """``token_logps`` forward + backward on one chunk's shared minibatch."""
     params = {k: v.expand(n, *v.shape[1:]).clone().requires_grad_(True) for k, v in data.reference.items()}
     idx = torch.arange(batch)
     obs = torch.cat([data.train["chosen_obs"][idx], data.train["rejected_obs"][idx]])
@@ -100,24 +105,35 @@ def policy_pass(data, n: int, batch: int, repeats: int) -> float:
 
     def run():
         logp = token_logps(data.spec, params, obs, bins)
-        torch.autograd.grad((logp * weights).sum(), list(params.values()))
+        return torch.autograd.grad((logp * weights).sum(), list(params.values()))
 
-    return best(run, repeats) / n
-
-
-def trainer_rate(data, p: int, batch: int, steps: int, threads: int, repeats: int) -> float:
-    """Member-steps per second of ``PopulationTrainer.fit`` (P members, one seed)."""
-    cfg = TrainConfig(steps=steps, batch_size=batch, fitness=no_fitness, threads=threads)
-    trainer, losses = PopulationTrainer(cfg), losses_for(p)
-    return p * steps / best(lambda: trainer.fit(losses, data, seeds=1), repeats)
+    return run
 
 
-def loop_rate(data, p: int, batch: int, steps: int, repeats: int) -> float:
-    """Member-steps per second of the plain loop over separate models (1 thread)."""
-    torch.set_num_threads(1)
+def trainer_run(data, p: int, batch: int, steps: int, threads: int) -> Callable[[], object]:
+    """``PopulationTrainer.fit`` of P members (one seed, zoo losses) with ``threads`` threads."""
+    trainer = PopulationTrainer(TrainConfig(steps=steps, batch_size=batch, fitness=no_fitness, threads=threads))
+    losses = losses_for(p)
+    return lambda: trainer.fit(losses, data, seeds=1)
+
+
+def loop_run(data, p: int, batch: int, steps: int) -> Callable[[], object]:
+    """The plain loop over separate models (``train_single``) at the caller's thread count."""
     cfg = TrainConfig(steps=steps, batch_size=batch, fitness=no_fitness)
     losses = [LOSSES[ZOO[i % len(ZOO)]]() for i in range(p)]
-    return p * steps / best(lambda: [train_single(loss, data, cfg, seed=0) for loss in losses], repeats)
+    return lambda: [train_single(loss, data, cfg, seed=0) for loss in losses]
+
+
+def one_thread(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with one torch thread (the caller's count restored)."""
+    def run():
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+    return run
 
 
 def main() -> None:
@@ -136,7 +152,7 @@ def main() -> None:
     cpus = len(os.sched_getaffinity(0))
     print(f"torch {torch.__version__}; {cpus} CPUs; {load_line()} (start)")
     peak = {1: sgemm_peak(args.peak_size, 1, args.repeats), cpus: sgemm_peak(args.peak_size, cpus, args.repeats)}
-    print(f"sgemm peak ({args.peak_size}^2): {peak[1]:.1f} GFLOP/s at 1 thread, {peak[cpus]:.1f} at {cpus} threads")
+
     data = hopper_like_data()
     sizes = data.spec.sizes
     per_row = flops_per_row(sizes)
@@ -147,15 +163,24 @@ def main() -> None:
         n = PopulationTrainer(TrainConfig(batch_size=batch)).chunk_size(data, args.members, 1)
         m = 2 * batch * SEG_LEN
         flops = per_row * m
+        gemms = {name: one_thread(fn) for name, fn in gemm_calls(sizes, n, m).items()}
+        fns = {**gemms, "pass": one_thread(policy_pass(data, n, batch)),
+               "loop": one_thread(loop_run(data, args.loop_members, batch, args.steps))}
+        fns.update({f"trainer {t}": trainer_run(data, args.members, batch, args.steps, t) for t in sorted({1, cpus})})
+        times = interleaved(fns, args.repeats)
         print(f"\nbatch {batch} pairs: {m} rows per member-step, {flops / 1e6:.1f} MFLOP ({per_row} per row); "
-              f"chunks of {n} members; the kernel's GEMMs at 1 thread:")
-        gemm_s = gemm_table(sizes, n, m, args.repeats)
-        pass_s = policy_pass(data, n, batch, args.repeats)
-        loop = loop_rate(data, args.loop_members, batch, args.steps, args.repeats)
+              f"chunks of {n} members; the kernel's GEMMs at 1 thread (nominal FLOPs):")
+        for name in gemms:
+            kind, k, o = name.split(":")[0].replace(" x", "").split()
+            print(f"    {name:<48} {2 * n * int(k) * int(o) * m / times[name] / 1e9:7.1f} GFLOP/s")
+        gemm_s = sum(times[name] for name in gemms) / n
+        loop = args.loop_members * args.steps / times["loop"]
         for threads in sorted({1, cpus}):
-            rate = trainer_rate(data, args.members, batch, args.steps, threads, args.repeats)
-            rows.append((batch, threads, rate, flops, gemm_s, pass_s, loop))
+            rate = args.members * args.steps / times[f"trainer {threads}"]
+            rows.append((batch, threads, rate, flops, gemm_s, times["pass"] / n, loop))
+    peak = {t: max(v, sgemm_peak(args.peak_size, t, args.repeats)) for t, v in peak.items()}  # least disturbed
     print(f"\n{load_line()} (end)")
+    print(f"sgemm peak ({args.peak_size}^2): {peak[1]:.1f} GFLOP/s at 1 thread, {peak[cpus]:.1f} at {cpus} threads")
     print(f"\nP = {args.members} (loop: {args.loop_members} models), {args.steps} steps, fastest of {args.repeats}")
     print(f"{'batch':>5} {'threads':>7} {'member-steps/s':>14} {'GFLOP/s':>8} {'of peak':>8} {'GEMMs only':>10} "
           f"{'policy pass':>11} {'rest':>6} {'vs loop':>8}")

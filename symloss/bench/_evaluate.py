@@ -69,8 +69,7 @@ def episode_returns(
     total = np.zeros(n * episodes)
     actions = np.zeros((n, episodes, info.act_dim))
     torch_threads = torch.get_num_threads()
-    if sim.threads > 1:  # the policy's matmuls are tiny: torch's own threads would spin against the sim's
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the policy's matmuls are tiny; torch's threads would spin (against the sim's)
     live, members = np.arange(n), params
     try:
         while not sim.done.all():

@@ -16,8 +16,9 @@ protocols are named presets, ``PROTOCOLS`` ("search", "final"): ``TrainConfig.pr
 >>> result.to_frame()                                # name, fitness (mean over seeds), fitness_std, status...
 
 On CUDA (``TrainConfig(device="cuda")``) the same step is recorded once as a CUDA graph and replayed
-(``cuda_graph=True``, the default); on CPU, members train in cache-sized chunks. ``fit(..., progress=True)``
-shows a progress bar. Speeds: benchmarks/RESULTS.md, population training speed.
+(``cuda_graph=True``, the default); on CPU, members train in cache-sized chunks, with as many threads as
+other processes leave CPUs free (``TrainConfig.threads`` fixes it) and denormals flushed to zero.
+``fit(..., progress=True)`` shows a progress bar. Speeds: benchmarks/RESULTS.md, population training speed.
 """
 
 from typing import Any

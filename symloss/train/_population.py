@@ -5,7 +5,11 @@ Member i = p * S + s trains candidate loss p with seed s; one step is described 
 A member whose loss or gradient norm is non-finite (or whose loss raises) is frozen from that step on:
 its update is exactly zero, it keeps its last finite parameters, it is marked failed with the step and
 the reason, and it has no effect on any other member (no reduction mixes members). Populations larger
-than ``max_members_per_chunk`` (or the memory estimate) train chunk by chunk with identical minibatches.
+than ``max_members_per_chunk`` (or the memory estimate) train chunk by chunk with identical minibatches,
+and all chunks are then scored in one fitness call (one simulator batch for the ``return`` fitness).
+
+On CPU, training runs with the thread count of ``symloss.train._cpu`` (the CPUs other processes leave
+free, or ``TrainConfig.threads``) and with denormals flushed to zero; both are restored afterwards.
 """
 
 from __future__ import annotations
@@ -133,8 +137,7 @@ class PopulationTrainer:
             fitness, metrics = self._score(fitness_fn, data, outs, candidates, member_seeds)  # one batch
         timings = {"train": trained - start, "score": time.perf_counter() - trained}
         parts = [_to_cpu(out, candidates[lo:lo + size]) for out, lo in zip(outs, starts)]
-        return dataclasses.replace(_assemble(losses, seeds, parts, fitness, metrics, time.perf_counter() - start),
-                                   timings=timings)
+        return _assemble(losses, seeds, parts, fitness, metrics, time.perf_counter() - start, timings)
 
     def _score(self, fitness_fn, data: PreferenceData, outs: list[dict], cands: list[int],
                seeds: list[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -225,7 +228,7 @@ def _to_cpu(out: dict, cands: list[int]) -> dict:
 
 
 def _assemble(losses: list[MirrorLoss], seeds: tuple[int, ...], parts: list[dict], fitness: torch.Tensor,
-              extras: dict[str, torch.Tensor], wall_s: float) -> PopulationResult:
+              extras: dict[str, torch.Tensor], wall_s: float, timings: dict[str, float]) -> PopulationResult:
     p, s = len(losses), len(seeds)
 
     def grid(x: torch.Tensor) -> torch.Tensor:
@@ -244,4 +247,5 @@ def _assemble(losses: list[MirrorLoss], seeds: tuple[int, ...], parts: list[dict
         metrics={name: grid(v) for name, v in sorted(extras.items())},
         params={k: torch.cat([part["params"][k] for part in parts]) for k in parts[0]["params"]},
         wall_s=wall_s,
+        timings=timings,
     )
