@@ -189,8 +189,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="noisy")
     parser.add_argument("--protocol", default="final",
                         help="the reporting protocol: a TrainConfig preset with optional :field=value overrides")
-    parser.add_argument("--seeds", type=int, default=8, help="training seeds of the final protocol")
-    parser.add_argument("--episodes", type=int, default=16, help="start states per trained policy")
+    parser.add_argument("--seeds", type=int, default=None, help="training seeds (default: the protocol's)")
+    parser.add_argument("--episodes", type=int, default=None, help="start states per policy (default: the protocol's)")
     parser.add_argument("--actions", default="greedy,mean", help="action rules to compare (greedy, mean, sample)")
     parser.add_argument("--fidelities", default="search,final:seeds=2:episodes=8",
                         help="cheaper protocols to rank against the final one: comma-separated presets, each with "
@@ -206,6 +206,8 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     _, protocol = parse_protocol(args.protocol)
+    args.seeds = args.seeds or protocol.seeds
+    args.episodes = args.episodes or protocol.episodes
     if args.quick:
         protocol = replace(protocol, steps=5, batch_size=8)
     ds = bench.build_dataset(args.env, args.dataset, **({"n_pairs": 64} if args.quick else {}))

@@ -215,7 +215,8 @@ def test_a_run_directory_written_before_the_protocol_existed_resumes(tmp_path):
     """config.json in the flat format of the version before ``SearchConfig.train`` (tests/fixtures): the run
     resumes, and resuming gives the hall of fame of an uninterrupted run."""
     old = json.loads((REPO / "tests" / "fixtures" / "config_before_protocols.json").read_text())
-    settings = {k: old[k] for k in ("population", "seed", "steps", "episodes", "fitness")}
+    settings = {k: old[k] for k in ("population", "seed", "steps", "episodes", "fitness", "batch_size", "lr",
+                                    "seeds") if k in old}
     run_dir = tmp_path / "run"
     LossSearch(SearchConfig.from_dict({**settings, "generations": 1, "run_dir": str(run_dir)}),
                fitness=MirrorTargetFitness(TARGET), progress=False).fit()

@@ -61,7 +61,7 @@ def test_budgets():
     search, final = TrainConfig(), TrainConfig.from_budget("final", lr=3e-4)
     assert (search.steps, search.batch_size, search.episodes) == tuple(dataclasses.astuple(BUDGETS["search"]))
     assert (final.steps, final.batch_size, final.episodes, final.lr) == (*dataclasses.astuple(BUDGETS["final"]), 3e-4)
-    assert final.steps > search.steps
+    assert final.steps * final.seeds > search.steps * search.seeds  # final costs more than the fidelity
     with pytest.raises(ValueError, match=r"budget='serch': must be one of \['final', 'search'\]; did you mean"):
         TrainConfig.from_budget("serch")
     with pytest.raises(ValueError, match="stepz: unknown TrainConfig field; did you mean 'steps'"):
@@ -112,10 +112,10 @@ def test_betas_from_json_list_become_a_tuple():
 def test_protocol_presets_are_complete_named_and_overridable():
     assert set(PROTOCOLS) == {"search", "final"} and PROTOCOLS["search"] == TrainConfig()
     final = TrainConfig.preset("final", seeds=3)
-    assert (final.steps, final.batch_size, final.lr, final.max_grad_norm, final.episodes) == (600, 64, 3e-4, 1.0, 10)
+    assert (final.steps, final.batch_size, final.lr, final.max_grad_norm, final.episodes) == (600, 64, 3e-4, 1.0, 16)
     assert final.seeds == 3 and final.seed_list == [100, 101, 102] and TrainConfig().seed_list == [0, 1]
     assert set(final.seed_list).isdisjoint(TrainConfig().seed_list)  # the final protocol's seeds are fresh
-    assert PROTOCOLS["final"].seeds == 5  # overrides copy, never change the preset
+    assert PROTOCOLS["final"].seeds == 10  # overrides copy, never change the preset
     with pytest.raises(ValueError, match=r"protocol='fianl': must be one of \['search', 'final'\]; did you mean "
                                          "'final'"):
         TrainConfig.preset("fianl")
@@ -133,7 +133,7 @@ def test_old_budget_names_still_work_with_a_future_warning():
     with pytest.warns(FutureWarning, match="BUDGETS is deprecated and will be removed in symloss 0.3; use "
                                            "symloss.train.PROTOCOLS"):
         budgets = train.BUDGETS
-    assert (budgets["final"].steps, budgets["final"].episodes) == (PROTOCOLS["final"].steps, 10)
+    assert (budgets["final"].steps, budgets["final"].episodes) == (PROTOCOLS["final"].steps, PROTOCOLS["final"].episodes)
     with pytest.warns(FutureWarning, match="from_budget is deprecated"):
         assert TrainConfig.from_budget("final") == PROTOCOLS["final"]
     with pytest.raises(AttributeError, match="no attribute 'BUDGET'"):

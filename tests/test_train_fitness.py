@@ -91,7 +91,8 @@ def test_return_fitness_on_a_tiny_hopper_dataset(tmp_path):
     assert data.env == "hopper" and data.n_train == 30 and data.holdout["expert_obs"].shape[0] > 0
     cfg = TrainConfig(steps=3, batch_size=8, episodes=2, eval_seed=4)
     result = PopulationTrainer(cfg).fit([dpo(), orpo()], data, seeds=1)
-    mean, _ = bench.evaluate(spec, result.params, "hopper", episodes=2, seed=4)
+    mean, _ = bench.evaluate(spec, result.params, "hopper", episodes=2, seed=4, action=cfg.action,
+                             temperature=cfg.temperature)
     torch.testing.assert_close(result.fitness_per_seed[:, 0], mean.double())
     assert (result.fitness > 0).all()
 

@@ -49,10 +49,11 @@ class SearchConfig:
     """Zoo loss supplying beta, aggregation and the slots that do not evolve."""
     beta: float | None = None
     """beta in Alfano et al. (> 0); None keeps the base loss's value."""
-    population: int = 16
+    population: int = 12
     """Individuals per generation; >= 2 (tournament selection needs two)."""
-    generations: int = 4
-    """Generations after the initial one; >= 0."""
+    generations: int = 3
+    """Generations after the initial one; >= 0 (the default search: 12 x 4 generations, each candidate trained
+    with the ``search`` protocol, 2 seeds x 600 steps)."""
     seed: int = 0
     """Seed of every random choice of the search (trees, variation, training seeds); >= 0."""
     primitives: tuple[str, ...] = tuple(PRIMITIVES)
