@@ -17,7 +17,7 @@ from symloss.validation import ConfigError
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"population": 0}, "population=0: must be an integer >= 2 (tournament selection needs two)"),
     ({"population": 4.0}, "population=4.0: must be an integer >= 2"),
-    ({"elite": 16}, "elite=16: must be an integer in [0, 15] (fewer than population); lower elite or raise "
+    ({"elite": 16}, "elite=16: must be an integer in [0, 11] (fewer than population); lower elite or raise "
                     "population"),
     ({"elite": 2, "population": 2}, "elite=2: must be an integer in [0, 1]"),
     ({"generations": -1}, "generations=-1: must be an integer >= 0"),
@@ -115,6 +115,7 @@ def test_a_config_json_written_before_the_protocol_existed_still_loads():
     stored = json.loads((FIXTURES / "config_before_protocols.json").read_text())
     assert "train" not in stored and stored["steps"] == 20
     config = SearchConfig.from_dict(stored)
-    assert config.train == TrainConfig.preset("search", steps=20, episodes=2, fitness="offline", eval_seed=1)
+    assert config.train == TrainConfig.preset("search", steps=20, episodes=2, fitness="offline", eval_seed=1,
+                                              batch_size=32, lr=1e-4, action="greedy")  # as that version trained
     assert (config.train.seeds, config.train.batch_size, config.train.lr) == (2, 32, 1e-4)
     assert config == SearchConfig.from_dict({**config.to_dict()})

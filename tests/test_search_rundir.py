@@ -216,7 +216,7 @@ def test_a_run_directory_written_before_the_protocol_existed_resumes(tmp_path):
     resumes, and resuming gives the hall of fame of an uninterrupted run."""
     old = json.loads((REPO / "tests" / "fixtures" / "config_before_protocols.json").read_text())
     settings = {k: old[k] for k in ("population", "seed", "steps", "episodes", "fitness", "batch_size", "lr",
-                                    "seeds") if k in old}
+                                    "seeds", "device") if k in old}
     run_dir = tmp_path / "run"
     LossSearch(SearchConfig.from_dict({**settings, "generations": 1, "run_dir": str(run_dir)}),
                fitness=MirrorTargetFitness(TARGET), progress=False).fit()

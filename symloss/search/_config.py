@@ -181,12 +181,18 @@ class SearchConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"SearchConfig: expected a dict of fields, got {type(data).__name__}")
         search, train = split_fields(data)
+        if "train" not in data and all(k in data for k in FLAT_PROTOCOL_KEYS):
+            train.setdefault("action", "greedy")  # a run directory from before the action rules: greedy bins
         if train:
             if isinstance(search.get("train"), TrainConfig):
                 raise ConfigError(f"{sorted(train)[0]}: give the protocol as train=TrainConfig(...) or its fields "
                                   "as keywords, not both")
             search["train"] = {**(search.get("train") or {}), **train}
         return cls(**search)
+
+
+FLAT_PROTOCOL_KEYS = ("steps", "batch_size", "lr", "episodes", "seeds", "fitness", "device")
+"""The protocol fields that config.json held flat before ``SearchConfig.train`` existed (all of them, always)."""
 
 
 def split_fields(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
