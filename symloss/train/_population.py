@@ -31,6 +31,7 @@ from symloss.train._data import PreferenceData, prepare_data
 from symloss.train._fitness import FitnessContext, resolve_fitness, split_fitness
 from symloss.train._result import PopulationResult
 from symloss.train._step import BAD_LOSS, CURVES, train_chunk
+from symloss.validation import check_device
 
 __all__ = ["PopulationTrainer", "member_bytes"]
 
@@ -173,8 +174,7 @@ class PopulationTrainer:
                              "callable")
         if cfg.fitness == "offline" and data.holdout is None:
             raise ValueError("fitness='offline': data has no held-out split; prepare it with holdout_fraction > 0")
-        if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device={cfg.device!r}: CUDA is not available here; use device='cpu'")
+        check_device("device", cfg.device)  # here, where it trains (a Ray worker's config skipped this)
         return data.to(cfg.device, cfg.torch_dtype)
 
 
