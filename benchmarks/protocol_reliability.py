@@ -131,19 +131,8 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
 
 
 def parse_protocol(text: str) -> tuple[str, TrainConfig]:
-    """``"final:seeds=2:episodes=8:action=mean"`` -> the preset with those overrides (numbers parsed)."""
-    name, *parts = text.split(":")
-    overrides: dict = {}
-    for part in parts:
-        key, _, value = part.partition("=")
-        try:
-            overrides[key] = int(value)
-        except ValueError:
-            try:
-                overrides[key] = float(value)
-            except ValueError:
-                overrides[key] = value
-    return text, TrainConfig.preset(name, **overrides)
+    """``"final:seeds=2:episodes=8:action=mean"`` -> (the text, ``TrainConfig.from_spec(text)``)."""
+    return text, TrainConfig.from_spec(text)
 
 
 def components(r: np.ndarray) -> dict[str, float]:

@@ -28,6 +28,9 @@ from symloss.validation import (
 
 Selection = Literal["parsimony", "nsga2"]
 Executor = Literal["local", "ray"]
+Method = Literal["gp", "es"]
+BASELINE_GRIDS = ("none", "small", "full")
+"""Names of the baseline grids (``symloss.search._baselines``): no baselines, a few tuned ones, the whole zoo grid."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +87,25 @@ class SearchConfig:
     """Put the zoo's maps (DPO's u, ORPO's log-odds, ...) into the initial population."""
     hall_of_fame: int = 20
     """Rows kept in the hall of fame; >= 1."""
+    method: Method = "gp"
+    """``gp``: genetic programming over the slots' expression trees; ``es``: the paper's method, OpenAI-ES over
+    the monotone parametric mirror map, then symbolic distillation of the result (mirror slot only)."""
+    rungs: tuple[str, ...] = ("seeds=6",)
+    """Fidelities above the first (``train``), lowest first, for successive halving per generation: each is
+    ``field=value:...`` overriding ``train`` (``seeds=6``: the same protocol on 6 seeds, reusing the 2 already
+    trained) or a preset with overrides (``final:first_seed=0``). Empty: one fidelity."""
+    promote_fraction: float = 1 / 3
+    """Share of a generation's candidates at a rung (the best ones, at least one) promoted to the next rung;
+    in (0, 1]."""
+    baselines: str = "small"
+    """Baselines trained on the same seeds and rungs as the candidates: ``none``, ``small`` (the zoo's robust
+    and classic losses with a few tuned hyperparameters) or ``full`` (every zoo loss with its grid)."""
+    confirm: int = 2
+    """After the search: the top ``confirm`` discovered losses and the top ``confirm`` baselines are retrained on
+    fresh seeds and start states with ``confirm_protocol`` and compared (report.md); 0 skips it."""
+    confirm_protocol: str = "final"
+    """Protocol spec of the held-out confirmation (default ``final``: 10 seeds from 100, start states from
+    ``reset(seed=10000)``, none of which a search with seed < 10000 and fewer than 100 seeds uses)."""
     protocol: str = "search"
     """Named training protocol of symloss.train.PROTOCOLS (``search``: cheap, ranks candidates; ``final``:
     reports a loss); the TrainConfig options override its fields."""
@@ -99,10 +121,12 @@ class SearchConfig:
     """Run directory for checkpoints, logs and artefacts; None writes nothing to disk."""
 
     def __post_init__(self) -> None:
-        for name in ("slots", "primitives", "constant_range", "init_depth"):
+        for name in ("slots", "primitives", "constant_range", "init_depth", "rungs"):
             if isinstance(getattr(self, name), list):  # e.g. from JSON; stored as a tuple (hashable, frozen)
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         check_choice("executor", self.executor, ("local", "ray"))
+        check_choice("method", self.method, ("gp", "es"))
+        check_choice("baselines", self.baselines, BASELINE_GRIDS)
         check_choice("protocol", self.protocol, PROTOCOLS)
         if self.train is None or isinstance(self.train, Mapping):  # the device is the Ray workers' if remote
             overrides = {"eval_seed": self.seed, **(self.train or {})}
@@ -112,6 +136,7 @@ class SearchConfig:
             raise ConfigError(f"train={self.train!r}: must be a TrainConfig, a dict of its fields or None")
         self._check_names()
         self._check_numbers()
+        self._check_held_out()
 
     def _check_names(self) -> None:
         make_config(self.env, self.dataset, **self.dataset_overrides)
@@ -144,6 +169,8 @@ class SearchConfig:
         for name in ("crossover_prob", "mutation_prob"):
             check_range(name, getattr(self, name), lo=0, hi=1, why="a probability")
         check_range("parsimony", self.parsimony, lo=0)
+        check_range("promote_fraction", self.promote_fraction, lo=0, lo_open=True, hi=1)
+        check_range("confirm", self.confirm, lo=0, integer=True)
         check_range("constant_sigma", self.constant_sigma, lo=0)
         if self.beta is not None:
             check_range("beta", self.beta, lo=0, lo_open=True, fix="or None for the base loss's beta")
@@ -157,6 +184,71 @@ class SearchConfig:
         if not 0 <= low <= high <= self.max_height:
             raise ConfigError(f"init_depth={self.init_depth!r}: must be (min, max) with 0 <= min <= max <= "
                               f"max_height={self.max_height}; e.g. (1, 4)")
+
+    def rung_protocols(self) -> list[TrainConfig]:
+        """The protocol of each rung, lowest first: ``train``, then each of ``rungs`` (see the field); every
+        rung keeps ``train``'s device, dtype, threads, fitness and start states unless its spec sets them."""
+        if not isinstance(self.rungs, tuple) or not all(isinstance(r, str) for r in self.rungs):
+            raise ConfigError(f"rungs={self.rungs!r}: must be a tuple of protocol specs, e.g. ('seeds=6',)")
+        out = [self.train]
+        for spec in self.rungs:
+            out.append(self._protocol_from(spec, "rungs"))
+        return out
+
+    def _check_held_out(self) -> None:
+        """Every rung spec parses, and the confirmation's seeds and start states are ones no rung uses."""
+        confirm = self.confirmation_protocol()
+        if self.confirm == 0:
+            return
+        seeds = set(confirm.seed_list)
+        starts = set(range(confirm.eval_seed, confirm.eval_seed + confirm.episodes))
+        for i, rung in enumerate(self.rung_protocols()):
+            overlap = seeds & set(rung.seed_list)
+            if overlap:
+                raise ConfigError(f"confirm_protocol={self.confirm_protocol!r} trains on seed {min(overlap)}, which "
+                                  f"rung {i} also uses: give the confirmation fresh seeds (e.g. "
+                                  f"'{self.confirm_protocol.split(':')[0]}:first_seed={max(rung.seed_list) + 1000}')")
+            overlap = starts & set(range(rung.eval_seed, rung.eval_seed + rung.episodes))
+            if overlap:
+                raise ConfigError(f"confirm_protocol={self.confirm_protocol!r} starts an episode from reset(seed="
+                                  f"{min(overlap)}), which rung {i} also uses: give it fresh start states (e.g. "
+                                  f"'...:eval_seed={rung.eval_seed + rung.episodes + 10_000}') or another search seed")
+
+    def confirmation_protocol(self) -> TrainConfig:
+        """The protocol of the held-out confirmation: ``confirm_protocol`` with ``train``'s device and threads.
+        Where the spec does not set ``first_seed`` / ``eval_seed`` and a rung already uses the preset's seeds or
+        start states (``protocol="final"``), they move past every rung's, so the confirmation stays held out."""
+        given = self._protocol_from(self.confirm_protocol, "confirm_protocol", inherit_start=False)
+        rungs = [self.train] + [self._protocol_from(spec, "rungs") for spec in self.rungs]
+        moved = {}
+        if "first_seed=" not in self.confirm_protocol and any(
+                set(given.seed_list) & set(r.seed_list) for r in rungs):
+            moved["first_seed"] = max(max(r.seed_list) for r in rungs) + 1
+        if "eval_seed=" not in self.confirm_protocol and any(
+                given.eval_seed < r.eval_seed + r.episodes and r.eval_seed < given.eval_seed + given.episodes
+                for r in rungs):
+            moved["eval_seed"] = max(r.eval_seed + r.episodes for r in rungs)
+        return dataclasses.replace(given, device_here=False, **moved) if moved else given
+
+    def _protocol_from(self, spec: str, field: str, *, inherit_start: bool = True) -> TrainConfig:
+        if not isinstance(spec, str) or not spec.strip():
+            raise ConfigError(f"{field}: {spec!r} must be a protocol spec such as 'seeds=6' or 'final'")
+        head = spec.split(":", 1)[0]
+        keep = {"device": self.train.device, "dtype": self.train.dtype, "threads": self.train.threads,
+                "fitness": self.train.fitness}
+        try:
+            if "=" in head:  # overrides of train
+                given = TrainConfig.from_spec(f"search:{spec}", device_here=False)
+                changed = {f.name: getattr(given, f.name) for f in dataclasses.fields(TrainConfig)
+                           if f"{f.name}=" in spec}
+                return dataclasses.replace(self.train, device_here=False, **changed)
+            base = {"eval_seed": self.train.eval_seed} if inherit_start else {}
+            given = TrainConfig.from_spec(spec, device_here=False)
+            named = {f.name for f in dataclasses.fields(TrainConfig) if f"{f.name}=" in spec}
+            return dataclasses.replace(given, device_here=False,
+                                       **{k: v for k, v in {**keep, **base}.items() if k not in named})
+        except ConfigError as exc:
+            raise ConfigError(f"{field}: {exc}") from None
 
     @property
     def dataset_overrides(self) -> dict[str, Any]:

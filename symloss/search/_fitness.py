@@ -37,11 +37,16 @@ WORST = -1e30
 
 @dataclass(frozen=True)
 class FitnessResult:
-    """Fitness of one candidate: mean and std over seeds, or a failure reason (mean = -inf)."""
+    """Fitness of one candidate: mean and std over seeds, or a failure reason (mean = WORST).
+
+    ``seeds`` and ``per_seed`` (optional, same length): the training seeds and the score of each; the
+    multi-fidelity search reuses them across rungs and the confirmation pairs losses on them."""
 
     mean: float
     std: float = 0.0
     reason: str = ""
+    seeds: tuple[int, ...] = ()
+    per_seed: tuple[float, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -59,12 +64,15 @@ def as_results(answer: Any) -> list[FitnessResult]:
     if not isinstance(answer, PopulationResult):
         return [r if isinstance(r, FitnessResult) else FitnessResult(float(r)) for r in answer]
     out = []
-    for mean, std, status, reason in zip(answer.fitness.tolist(), answer.fitness_std.tolist(), answer.status,
-                                         answer.reason, strict=True):
+    seeds = tuple(int(s) for s in answer.seeds)
+    for mean, std, status, reason, per_seed in zip(answer.fitness.tolist(), answer.fitness_std.tolist(),
+                                                   answer.status, answer.reason,
+                                                   answer.fitness_per_seed.tolist(), strict=True):
         if status != "ok" or not math.isfinite(mean):
             out.append(FitnessResult(WORST, 0.0, reason or "training failed"))
         else:
-            out.append(FitnessResult(float(mean), float(std) if math.isfinite(std) else 0.0))
+            out.append(FitnessResult(float(mean), float(std) if math.isfinite(std) else 0.0, "", seeds,
+                                     tuple(float(v) for v in per_seed)))
     return out
 
 

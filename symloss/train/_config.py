@@ -174,6 +174,23 @@ class TrainConfig:
         return replace(PROTOCOLS[name], device_here=device_here, **overrides)
 
     @classmethod
+    def from_spec(cls, text: str, *, device_here: bool = True, **overrides: Any) -> TrainConfig:
+        """A protocol written as text: ``"final:seeds=8:episodes=16"`` is ``preset("final", seeds=8,
+        episodes=16)``. Values are parsed as int, then float, then kept as text (never evaluated); fields
+        in ``overrides`` apply after the text's. Bad text raises :class:`ConfigError` naming the part."""
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"protocol spec {text!r}: must be text such as 'search' or 'final:seeds=8'")
+        name, *parts = text.strip().split(":")
+        fields_given: dict[str, Any] = {}
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if not sep or not key or not value:
+                raise ConfigError(f"protocol spec {text!r}: part {part!r} must be field=value, e.g. "
+                                  f"'{name}:seeds=8'")
+            fields_given[key.strip()] = _spec_value(value.strip())
+        return cls.preset(name, device_here=device_here, **{**fields_given, **overrides})
+
+    @classmethod
     def from_budget(cls, budget: str, **overrides: Any) -> TrainConfig:
         """Deprecated (removed in symloss 0.3): :meth:`preset`."""
         warnings.warn("TrainConfig.from_budget is deprecated and will be removed in symloss 0.3; use "
@@ -198,6 +215,21 @@ class TrainConfig:
         import torch
 
         return getattr(torch, self.dtype)
+
+
+def _spec_value(text: str) -> Any:
+    """A value of a protocol spec: an int, a float, ``None``/``true``/``false``, or the text itself."""
+    lowered = text.lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 PROTOCOLS: dict[str, TrainConfig] = {"search": TrainConfig(), "final": TrainConfig(**FINAL_PROTOCOL)}
