@@ -16,6 +16,7 @@ Nothing here uses pickle or eval: trees are stored in DEAP's prefix text and par
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,24 +79,60 @@ def check_resume_config(run_dir: Path, config: SearchConfig) -> None:
         )
 
 
-def hall_of_fame_table(cache: Mapping[str, Mapping[str, Any]], size: int) -> pd.DataFrame:
-    """Valid evaluated candidates, best first: rank, fitness_mean, fitness_std, complexity, slots, key."""
-    rows = [{"key": key, "fitness_mean": r["mean"], "fitness_std": r["std"], "complexity": r["complexity"],
-             "latex": "; ".join(f"{slot}: {text}" for slot, text in r["latex"].items()),
-             "expression": "; ".join(f"{slot}: {text}" for slot, text in r["formulas"].items()),
-             "generation": r["generation"], **dict(r["formulas"])}
-            for key, r in cache.items() if not r["reason"] and r["mean"] > WORST]
-    columns = ["rank", "fitness_mean", "fitness_std", "complexity", "latex", "expression", "key", "generation"]
+HOF_COLUMNS = ["rank", "kind", "name", "rung", "fitness_mean", "fitness_std", "seeds", "ci_low", "ci_high",
+               "complexity", "family", "forms", "latex", "expression", "key", "generation"]
+"""Columns of the hall of fame, then one column per slot."""
+
+
+def interval(per_seed: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of per-seed scores (NaN with fewer than 2 seeds)."""
+    import numpy as np
+    from scipy import stats
+
+    values = np.asarray(per_seed, dtype=float)
+    if values.size < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def _row(key: str, r: Mapping[str, Any]) -> dict[str, Any]:
+    top = r.get("rungs", {}).get(str(r.get("rung", 0)), {})
+    low, high = interval(top.get("per_seed", []))
+    forms = [r["formulas"], *(a["formulas"] for a in r.get("aliases", []))]
+    simplest = min([(r["complexity"], r["formulas"], r["latex"]),
+                    *((a["complexity"], a["formulas"], a["latex"]) for a in r.get("aliases", []))],
+                   key=lambda item: item[0])
+    kind = r.get("kind", "discovered")
+    shown_formulas, shown_latex = (r["formulas"], r["latex"]) if kind == "baseline" else simplest[1:]
+    return {"key": key, "kind": kind, "name": r.get("name", ""), "rung": r.get("rung", 0),
+            "fitness_mean": r["mean"], "fitness_std": r["std"], "seeds": len(top.get("seeds", [])),
+            "ci_low": low, "ci_high": high, "complexity": min(r["complexity"], simplest[0]),
+            "family": r.get("family", ""), "forms": len(forms),
+            "latex": "; ".join(f"{slot}: {text}" for slot, text in shown_latex.items()),
+            "expression": "; ".join(f"{slot}: {text}" for slot, text in shown_formulas.items()),
+            "generation": r["generation"], **({} if kind == "baseline" else dict(shown_formulas))}
+
+
+def hall_of_fame_table(cache: Mapping[str, Mapping[str, Any]], size: int, *, baselines: int = 0) -> pd.DataFrame:
+    """Valid evaluated losses, best first: the ``size`` best discovered ones and the ``baselines`` best baselines,
+    ranked together by the highest rung reached, then the mean there (then the simplest). Equivalent forms
+    (``aliases``) are one row showing the simplest form; ``forms`` counts them."""
+    rows = [_row(key, r) for key, r in cache.items() if not r["reason"] and r["mean"] > WORST]
     if not rows:
-        return pd.DataFrame(columns=columns)
-    table = pd.DataFrame(rows).sort_values(["fitness_mean", "complexity", "key"], ascending=[False, True, True])
-    table = table.head(size).reset_index(drop=True)
+        return pd.DataFrame(columns=HOF_COLUMNS)
+    table = pd.DataFrame(rows).sort_values(["rung", "fitness_mean", "complexity", "key"],
+                                           ascending=[False, False, True, True])
+    table = pd.concat([table[table["kind"] == "discovered"].head(size),
+                       table[table["kind"] == "baseline"].head(baselines)])
+    table = table.sort_values(["rung", "fitness_mean", "complexity", "key"],
+                              ascending=[False, False, True, True]).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
-    return table
+    return table[[*HOF_COLUMNS, *[c for c in table.columns if c not in HOF_COLUMNS]]]
 
 
 def pareto_table(cache: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Non-dominated candidates on (fitness max, complexity min), simplest first."""
+    """Non-dominated discovered losses on (fitness max, complexity min), simplest first."""
     table = hall_of_fame_table(cache, size=len(cache) or 1)
     if table.empty:
         return table

@@ -6,7 +6,10 @@ Format ``symloss.search.checkpoint/2``::
      "population": [{"trees": {slot: DEAP prefix text}, "fitness": [score, complexity]}, ...],
      "rng_state": [3, [625 ints], null],           # the search's own random.Random
      "u_ranges": {slot: [low, high]},               # the data's u ranges the validity checks use
-     "cache": {key: {"mean", "std", "reason", "complexity", "generation", "formulas", "latex"}},
+     "data_ranges": {slot: [low, high]},            # where the data lies (not widened): semantic dedup
+     "cache": {key: {"mean", "std", "reason", "complexity", "generation", "formulas", "latex",
+                     optional: "kind", "name", "rung", "rungs": {r: {"mean", "std", "seeds", "per_seed", "reason"}},
+                     "loss" (a baseline's MirrorLoss dict), "aliases", "family"}},
      "history": [{metric: number}, ...]}
 
 Format ``/1`` (before the search held its own generator) stored the same RNG state, taken from the global
@@ -57,10 +60,11 @@ def save_checkpoint(run_dir: Path, state: SearchState) -> None:
     version, internal, gauss = state.rng_state
     write_json_atomic(run_dir / "checkpoint.json", {
         "format": CHECKPOINT_FORMAT, "generation": state.generation,
-        "population": [{"trees": ind.to_strings(), "fitness": list(ind.fitness.values)}
+        "population": [{"trees": ind.to_strings(), "fitness": list(ind.fitness.values), "key": ind.key}
                        for ind in state.population],
         "rng_state": [version, list(internal), gauss],
         "u_ranges": {slot: list(r) for slot, r in state.u_ranges.items()},
+        "data_ranges": {slot: list(r) for slot, r in state.data_ranges.items()},
         "cache": state.cache, "history": list(state.history),
     })
 
@@ -117,6 +121,7 @@ class _Reader:
         population = tuple(self.individual(entry, f"population[{i}]")
                            for i, entry in enumerate(self.field(data, "population", list, "checkpoint")))
         u_ranges = self.u_ranges(data.get("u_ranges", {})) if fmt == CHECKPOINT_FORMAT else {}
+        data_ranges = self.u_ranges(data.get("data_ranges", {}), "data_ranges") if fmt == CHECKPOINT_FORMAT else {}
         cache = self.field(data, "cache", dict, "checkpoint")
         for key, record in cache.items():
             self.record(key, record)
@@ -124,7 +129,7 @@ class _Reader:
         for i, metrics in enumerate(history):
             self.metrics(metrics, f"history[{i}]")
         return SearchState(generation, population, self.rng_state(data.get("rng_state")), cache, tuple(history),
-                           u_ranges)
+                           u_ranges, data_ranges)
 
     def individual(self, entry: Any, where: str) -> Any:
         if not isinstance(entry, dict):
@@ -142,6 +147,10 @@ class _Reader:
         if len(fitness) != 2:
             raise self.fail(f"{where}.fitness", fitness, "[score, complexity]")
         ind.fitness.values = tuple(self.number(v, f"{where}.fitness") for v in fitness)
+        key = entry.get("key", "")
+        if not isinstance(key, str) or key and not _KEY.fullmatch(key):
+            raise self.fail(f"{where}.key", key, "a canonical key or ''")
+        ind.key = key
         return ind
 
     def rng_state(self, value: Any) -> tuple:
@@ -155,16 +164,16 @@ class _Reader:
         gauss = value[2] if value[2] is None else self.number(value[2], f"{where}[2]")
         return (3, tuple(internal), gauss)
 
-    def u_ranges(self, value: Any) -> dict[str, tuple[float, float]]:
+    def u_ranges(self, value: Any, name: str = "u_ranges") -> dict[str, tuple[float, float]]:
         if not isinstance(value, dict):
-            raise self.fail("u_ranges", value, "an object {slot: [low, high]}")
+            raise self.fail(name, value, "an object {slot: [low, high]}")
         out = {}
         for slot, pair in value.items():
             if slot not in SLOT_SPECS or not isinstance(pair, list) or len(pair) != 2:
-                raise self.fail(f"u_ranges.{slot}", pair, "[low, high] for a slot")
-            low, high = (self.number(v, f"u_ranges.{slot}") for v in pair)
+                raise self.fail(f"{name}.{slot}", pair, "[low, high] for a slot")
+            low, high = (self.number(v, f"{name}.{slot}") for v in pair)
             if not low < high <= 0:
-                raise self.fail(f"u_ranges.{slot}", pair, "[low, high] with low < high <= 0")
+                raise self.fail(f"{name}.{slot}", pair, "[low, high] with low < high <= 0")
             out[slot] = (low, high)
         return out
 
@@ -180,6 +189,10 @@ class _Reader:
         for name in ("complexity", "generation"):
             if self.field(record, name, int, where) < 0:
                 raise self.fail(f"{where}.{name}", record[name], "an integer >= 0")
+        self.formulas(record, where)
+        self.optional(record, where)
+
+    def formulas(self, record: Mapping[str, Any], where: str) -> None:
         formulas = self.field(record, "formulas", dict, where)
         latex = self.field(record, "latex", dict, where)
         if set(latex) != set(formulas) or not set(formulas) <= set(SLOT_SPECS):
@@ -191,6 +204,49 @@ class _Reader:
                               field=f"{where}.formulas.{slot}")
             except (ValueError, RecursionError) as exc:
                 raise CheckpointError(f"{self.path}: {exc}; {_FIX}") from None
+
+    def optional(self, record: Mapping[str, Any], where: str) -> None:
+        """The fields of the multi-fidelity search (absent in runs of earlier versions)."""
+        if record.get("kind", "discovered") not in ("discovered", "baseline"):
+            raise self.fail(f"{where}.kind", record["kind"], "'discovered' or 'baseline'")
+        for name in ("name", "family"):
+            if name in record and (not isinstance(record[name], str) or len(record[name]) > 300):
+                raise self.fail(f"{where}.{name}", record[name], "a text of at most 300 characters")
+        if "rung" in record and (isinstance(record["rung"], bool) or not isinstance(record["rung"], int)
+                                 or record["rung"] < 0):
+            raise self.fail(f"{where}.rung", record["rung"], "an integer >= 0")
+        rungs = record.get("rungs", {})
+        if not isinstance(rungs, dict):
+            raise self.fail(f"{where}.rungs", rungs, "an object {rung: result}")
+        for rung, entry in rungs.items():
+            at = f"{where}.rungs[{rung!r}]"
+            if not isinstance(rung, str) or not rung.isdigit() or len(rung) > 3 or not isinstance(entry, dict):
+                raise self.fail(at, entry, "an object keyed by a rung number")
+            for name in ("mean", "std"):
+                self.number(self.field(entry, name, (int, float), at), f"{at}.{name}", finite=False)
+            seeds = self.field(entry, "seeds", list, at)
+            per_seed = self.field(entry, "per_seed", list, at)
+            if any(isinstance(v, bool) or not isinstance(v, int) for v in seeds) or len(per_seed) > len(seeds):
+                raise self.fail(f"{at}.seeds", seeds, "a list of integer seeds, one per per_seed score")
+            for v in per_seed:
+                self.number(v, f"{at}.per_seed", finite=False)
+            self.field(entry, "reason", str, at)
+        if "loss" in record:
+            from symloss.objectives import MirrorLoss
+
+            try:
+                MirrorLoss.from_dict(self.field(record, "loss", dict, where))
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                raise CheckpointError(f"{self.path}: {where}.loss: {exc}; {_FIX}") from None
+        aliases = record.get("aliases", [])
+        if not isinstance(aliases, list):
+            raise self.fail(f"{where}.aliases", aliases, "a list of equivalent forms")
+        for i, alias in enumerate(aliases):
+            at = f"{where}.aliases[{i}]"
+            if not isinstance(alias, dict) or not isinstance(alias.get("key"), str) or not _KEY.fullmatch(alias["key"]):
+                raise self.fail(at, alias, "an object with a canonical 'key', 'complexity', 'formulas', 'latex'")
+            self.field(alias, "complexity", int, at)
+            self.formulas(alias, at)
 
     def metrics(self, metrics: Any, where: str) -> None:
         if not isinstance(metrics, dict) or not metrics:

@@ -48,6 +48,7 @@ from symloss.search._config import SearchConfig
 from symloss.search._fitness import WORST, FitnessResult
 from symloss.search._individual import Individual
 from symloss.search._rng import drawing_from
+from symloss.search._rungs import rung_entry
 
 ZOO_SEEDS: dict[str, tuple[str, ...]] = {
     "mirror": ("u", "u - log(1 - exp(u))", "softplus(u)", "u + tanh(u)"),
@@ -98,6 +99,8 @@ class SearchState:
     u_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     """Slot -> (low, high): the u range of the training data on which ``mirror`` / ``imitation`` must be
     valid (see ``build_operators``); empty: the checks' default range only."""
+    data_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """Slot -> where the data's u lies (not widened): the range on which equivalent forms are recognised."""
 
 
 def initial_state(seed: int, u_ranges: Mapping[str, tuple[float, float]] | None = None) -> SearchState:
@@ -311,36 +314,49 @@ MAX_REASON = 500
 """Longest failure reason stored in the cache (a fitness may raise with a very long message)."""
 
 
+def short_reason(reason: str) -> str:
+    """``reason`` cut to MAX_REASON characters."""
+    return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
+
+
 def _record(candidate: Candidate, result: FitnessResult, generation: int) -> dict[str, Any]:
-    reason = result.reason or candidate.reason
-    reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
+    reason = short_reason(result.reason or candidate.reason)
     return {"mean": result.mean, "std": result.std, "reason": reason,
-            "complexity": candidate.complexity, "generation": generation,
+            "complexity": candidate.complexity, "generation": generation, "kind": "discovered", "rung": 0,
+            "rungs": {"0": {**rung_entry(result), "reason": reason}},
             "formulas": {slot: to_formula(e) for slot, e in candidate.exprs.items()},
             "latex": {slot: to_latex(e) for slot, e in candidate.exprs.items()}}
 
 
 def tell(state: SearchState, candidates: Sequence[Candidate], results: Mapping[str, FitnessResult],
-         ops: Operators) -> tuple[SearchState, dict[str, Any]]:
-    """Assign fitness (failed candidates get -inf and their reason), update the cache, select survivors."""
+         ops: Operators, aliases: Mapping[str, str] | None = None) -> tuple[SearchState, dict[str, Any]]:
+    """Assign fitness (failed candidates get WORST and their reason), update the cache, select survivors.
+
+    ``aliases``: candidate key -> the key of an equivalent cached loss (semantic deduplication); such a
+    candidate takes that entry's fitness and is listed in its ``aliases`` instead of getting its own entry."""
     generation = state.generation + 1
     cache = dict(state.cache)
+    aliases = dict(aliases or {})
     n_new = n_cached = n_invalid = 0
     for cand in candidates:
+        key = aliases.get(cand.key, cand.key)
+        if key != cand.key and key in cache and cand.loss is not None:
+            cache[key] = _with_alias(cache[key], cand)
         if cand.loss is None:
             result = FitnessResult(WORST, 0.0, cand.reason)
             n_invalid += 1
-        elif cand.key in cache:
-            stored = cache[cand.key]
+        elif key in cache:
+            stored = cache[key]
             result = FitnessResult(stored["mean"], stored["std"], stored["reason"])
             n_cached += 1
         else:
-            result = results.get(cand.key, FitnessResult(WORST, 0.0, "not evaluated"))
+            result = results.get(key, FitnessResult(WORST, 0.0, "not evaluated"))
             n_new += 1
-        if cand.loss is not None and cand.key not in cache:
-            cache[cand.key] = _record(cand, result, generation)
+        if cand.loss is not None and key not in cache:
+            cache[key] = _record(cand, result, generation)
         mean = result.mean if math.isfinite(result.mean) and not result.reason else WORST
         cand.individual.fitness.values = (mean, float(cand.complexity))
+        cand.individual.key = key if cand.loss is not None else ""
     population = _survivors(state.population, [c.individual for c in candidates], ops.config)
     scores = [ind.fitness.values[0] for ind in population if ind.fitness.values[0] > WORST]
     metrics = {"generation": generation, "best": max(scores, default=WORST),
@@ -349,6 +365,21 @@ def tell(state: SearchState, candidates: Sequence[Candidate], results: Mapping[s
     new_state = replace(state, generation=generation, population=tuple(population), cache=cache,
                         history=(*state.history, metrics))
     return new_state, metrics
+
+
+MAX_ALIASES = 20
+"""Equivalent forms remembered per cache entry (the simplest is shown)."""
+
+
+def _with_alias(record: Mapping[str, Any], cand: Candidate) -> dict[str, Any]:
+    """``record`` listing ``cand`` as an equivalent form (at most MAX_ALIASES, simplest kept)."""
+    known = [a for a in record.get("aliases", []) if a["key"] != cand.key]
+    if len(known) >= MAX_ALIASES or cand.key in {a["key"] for a in record.get("aliases", [])}:
+        return dict(record)
+    alias = {"key": cand.key, "complexity": cand.complexity,
+             "formulas": {slot: to_formula(e) for slot, e in cand.exprs.items()},
+             "latex": {slot: to_latex(e) for slot, e in cand.exprs.items()}}
+    return {**record, "aliases": sorted([*known, alias], key=lambda a: (a["complexity"], a["key"]))}
 
 
 def _survivors(parents: Sequence[Individual], offspring: Sequence[Individual],

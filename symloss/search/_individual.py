@@ -20,11 +20,13 @@ class SearchFitness(base.Fitness):
 class Individual:
     """A candidate: ``trees[slot]`` is the DEAP tree of each evolved slot; ``fitness`` is DEAP's."""
 
-    __slots__ = ("trees", "fitness")
+    __slots__ = ("trees", "fitness", "key")
 
-    def __init__(self, trees: Mapping[str, gp.PrimitiveTree]) -> None:
+    def __init__(self, trees: Mapping[str, gp.PrimitiveTree], key: str = "") -> None:
         self.trees = dict(trees)
         self.fitness = SearchFitness()
+        self.key = key
+        """The cache key of the loss this individual was scored as ("" before scoring or if invalid)."""
 
     def copy(self) -> Individual:
         return Individual({slot: gp.PrimitiveTree(list(tree)) for slot, tree in self.trees.items()})

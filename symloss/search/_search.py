@@ -36,6 +36,7 @@ from symloss.expr import parse_formula, stabilise
 from symloss.objectives import SLOT_SPECS, MirrorLoss
 from symloss.search import _artefacts as art
 from symloss.search import _rundir
+from symloss.search._baselines import baselines
 from symloss.search._checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
 from symloss.search._evolve import (
@@ -48,7 +49,8 @@ from symloss.search._evolve import (
     initial_state,
     tell,
 )
-from symloss.search._fitness import FitnessFn, FitnessResult, benchmark_fitness, safe_call
+from symloss.search._fitness import FitnessFn, FitnessResult, benchmark_fitness
+from symloss.search._multifidelity import Ladder, baseline_records, loss_of, promote
 from symloss.search._plots import plot_fitness, plot_mirror, plot_pareto
 from symloss.search._ray import RayFitness
 from symloss.search._rundir import RunDirError
@@ -120,42 +122,78 @@ class LossSearch:
         validate = getattr(fitness, "validate", None)
         if callable(validate):
             validate()  # env and dataset names (the device is checked by the protocol, a TrainConfig)
+        self.confirmation_ = None
         with self._run_dir() as run_dir:
             state = self._initial_state(ops, run_dir)
             prepare = getattr(fitness, "prepare", None)
-            if callable(prepare) and state.generation < config.generations:
+            if callable(prepare) and (state.generation < config.generations or config.confirm):
                 prepare()  # dataset, reference: before the live display, with their own progress output
             if state.generation < 0:
-                state = replace(state, u_ranges=_data_u_ranges(fitness, ops.base.aggregation))
+                state = replace(state, u_ranges=_data_u_ranges(fitness, ops.base.aggregation),
+                                data_ranges=_data_u_ranges(fitness, ops.base.aggregation, widen=False))
             ops = build_operators(config, u_ranges=state.u_ranges)
+            ladder = Ladder(config, fitness)
             try:
                 with self._display() as display:
                     task = display.add_task("search", total=config.generations + 1,
                                             completed=state.generation + 1) if display else None
+
+                    def report(text: str) -> None:
+                        if display:
+                            display.update(task, description=text)
+
+                    if state.generation >= 0:  # a resumed run: finish the last generation's promotions
+                        state = promote(state, ladder, config, save=self._saver(run_dir), report=report)
                     while state.generation < config.generations:
-                        state = self._generation(state, ops, fitness, run_dir)
+                        state = self._generation(state, ops, ladder, run_dir, report)
                         if display:
                             last = state.history[-1]
                             display.update(task, advance=1, description=f"gen {last['generation']} "
                                            f"best {last['best']:.4g} new {last['new']}")
+                    self._set_fitted(state)
+                    if config.confirm and state.generation >= config.generations:
+                        report(f"held-out confirmation ({config.confirm_protocol})")
+                        self.confirmation_ = self._confirm(ladder, run_dir)
             finally:
                 self._set_fitted(state)
                 if run_dir is not None and state.generation >= 0:
                     self._write_artefacts(run_dir)
         return self
 
-    def _generation(self, state: SearchState, ops: Operators, fitness: FitnessFn,
-                    run_dir: Path | None) -> SearchState:
+    def _saver(self, run_dir: Path | None):
+        return (lambda state: save_checkpoint(run_dir, state)) if run_dir is not None else None
+
+    def _generation(self, state: SearchState, ops: Operators, ladder: Ladder, run_dir: Path | None,
+                    report) -> SearchState:
         start = time.perf_counter()
+        first = state.generation < 0
         candidates, state = ask(state, ops)
+        aliases = self._aliases(candidates, state)
         pending: dict[str, MirrorLoss] = {}
         for cand in candidates:
-            if cand.loss is not None and cand.key not in state.cache and cand.key not in pending:
-                pending[cand.key] = cand.loss
-        results = dict(zip(pending, safe_call(fitness, list(pending.values())), strict=True))
-        state, metrics = tell(state, candidates, results, ops)
+            key = aliases.get(cand.key, cand.key)
+            if cand.loss is not None and key not in state.cache and key not in pending:
+                pending[key] = cand.loss
+        extra = {b.key: b for b in baselines(self.config.baselines)} if first else {}
+        extra = {k: b for k, b in extra.items() if k not in state.cache}
+        report(f"gen {state.generation + 1}: rung 0, {len(pending)} new losses" +
+               (f" + {len(extra)} baselines" if extra else ""))
+        jobs = {**pending, **{k: b.loss for k, b in extra.items()}}
+        results = ladder.evaluate(jobs, 0, {})  # ONE batched job for the generation (and the baselines)
+        state, metrics = tell(state, candidates, {k: results[k] for k in pending}, ops, aliases)
+        if extra:
+            records = baseline_records({k: results[k] for k in extra}, {k: b.loss for k, b in extra.items()},
+                                       {k: b.label for k, b in extra.items()}, state.generation)
+            state = replace(state, cache={**state.cache, **records})
+        metrics["failed"] = sum(1 for k in pending if not results[k].ok)
+        metrics["baselines"] = len(extra)
+        metrics["merged"] = len(aliases)
+        if run_dir is not None:
+            save_checkpoint(run_dir, state)  # rung 0 done: a kill now resumes at the promotions
+        state = promote(state, ladder, self.config, save=self._saver(run_dir), report=report)
+        metrics["promoted"] = sum(1 for r in state.cache.values()
+                                  if r.get("generation") == state.generation and r.get("rung", 0) > 0)
         metrics["seconds"] = round(time.perf_counter() - start, 3)
-        metrics["failed"] = sum(1 for r in results.values() if not r.ok)
         state = replace(state, history=(*state.history[:-1], metrics))
         logger.info("generation %d: %s", metrics["generation"], metrics)
         if run_dir is not None:
@@ -163,6 +201,13 @@ class LossSearch:
             with open(run_dir / "log.jsonl", "a") as log:
                 log.write(json.dumps(metrics) + "\n")
         return state
+
+    def _confirm(self, ladder: Ladder, run_dir: Path | None):
+        raise NotImplementedError("confirmation: merged next")
+
+    def _aliases(self, candidates, state: SearchState) -> dict[str, str]:
+        """Candidate key -> the key of an equivalent loss already known (semantic deduplication)."""
+        return {}
 
     def _initial_state(self, ops: Operators, run_dir: Path | None) -> SearchState:
         if self._resume and run_dir is not None and (run_dir / "checkpoint.json").exists():
@@ -211,16 +256,22 @@ class LossSearch:
     def _set_fitted(self, state: SearchState) -> None:
         self.state_ = state
         self.history_ = pd.DataFrame(list(state.history))
-        self.hall_of_fame_ = art.hall_of_fame_table(state.cache, self.config.hall_of_fame)
-        self.pareto_ = art.pareto_table(state.cache)
-        self.best_ = self.loss(0) if not self.hall_of_fame_.empty else None
+        self.hall_of_fame_ = art.hall_of_fame_table(state.cache, self.config.hall_of_fame,
+                                                    baselines=max(3, self.config.confirm))
+        self.pareto_ = art.pareto_table({k: r for k, r in state.cache.items()
+                                         if r.get("kind", "discovered") == "discovered"})
+        discovered = self.hall_of_fame_.index[self.hall_of_fame_["kind"] == "discovered"]
+        self.best_ = self.loss(int(discovered[0])) if len(discovered) else None
 
     def loss(self, index: int = 0) -> MirrorLoss:
-        """The MirrorLoss of hall-of-fame row ``index`` (0 = best). Pure accessor."""
+        """The MirrorLoss of hall-of-fame row ``index`` (0 = the top row; a baseline row gives that baseline).
+        Pure accessor."""
         self._check_fitted()
         if not 0 <= index < len(self.hall_of_fame_):
             raise IndexError(f"index={index}: the hall of fame has {len(self.hall_of_fame_)} rows")
         row = self.hall_of_fame_.iloc[index]
+        if row["kind"] == "baseline":
+            return loss_of(self.state_.cache[row["key"]], self.config, row["key"])
         slots = {slot: stabilise(parse_formula(row[slot], SLOT_SPECS[slot])) for slot in self.config.slots}
         return base_loss(self.config).replace(**slots, name=f"symloss_{row['key'][:8].replace(':', '')}")
 
@@ -244,7 +295,7 @@ class LossSearch:
         plot_pareto(self.pareto_, everything, run_dir / "pareto.png")
         if self.best_ is None:
             return
-        row = self.hall_of_fame_.iloc[0]
+        row = self.hall_of_fame_[self.hall_of_fame_["kind"] == "discovered"].iloc[0]
         best = {**self.best_.to_dict(), "latex": self.best_.latex(), "fitness_mean": float(row["fitness_mean"]),
                 "fitness_std": float(row["fitness_std"]), "complexity": int(row["complexity"]),
                 "key": row["key"], "search": self.config.to_dict()}
@@ -255,12 +306,19 @@ class LossSearch:
             plot_mirror(self.best_, run_dir / "mirror.png")
 
 
-def _data_u_ranges(fitness: FitnessFn, aggregation: str) -> dict[str, tuple[float, float]]:
-    """The fitness's ``u_ranges(aggregation)`` (the data's u range per slot), checked; {} if it has none."""
+def _data_u_ranges(fitness: FitnessFn, aggregation: str, *, widen: bool = True) -> dict[str, tuple[float, float]]:
+    """The fitness's ``u_ranges(aggregation)`` (the data's u range per slot), checked; {} if it has none.
+    ``widen=False``: where the data lies (a fitness whose ``u_ranges`` has no ``widen`` gives {})."""
     method = getattr(fitness, "u_ranges", None)
     if not callable(method):
         return {}
-    ranges = method(aggregation)
+    if not widen:
+        try:
+            ranges = method(aggregation, widen=False)
+        except TypeError:
+            return {}
+    else:
+        ranges = method(aggregation)
     if not isinstance(ranges, Mapping):
         raise TypeError(f"fitness.u_ranges returned {type(ranges).__name__}; expected {{slot: (low, high)}}")
     out = {}

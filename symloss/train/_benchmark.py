@@ -60,6 +60,15 @@ class BenchmarkFitness:
         fitness.data = data.to(protocol.device, protocol.torch_dtype)
         return fitness
 
+    def at(self, protocol: TrainConfig) -> BenchmarkFitness:
+        """The same benchmark scored by another protocol (a rung, the confirmation), sharing the prepared data."""
+        other = BenchmarkFitness(env=self.env, dataset=self.dataset, protocol=protocol,
+                                 dataset_overrides=self.dataset_overrides, progress=self.progress,
+                                 train_progress=self.train_progress)
+        if self.data is not None:
+            other.data = self.data.to(protocol.device, protocol.torch_dtype)
+        return other
+
     def validate(self) -> None:
         """Check, before any work, the env, dataset and overrides (unless the data is given)."""
         if self.data is None:
@@ -76,9 +85,9 @@ class BenchmarkFitness:
             self.data = self.trainer.prepare(ds, spec, reference)
         return self.data
 
-    def u_ranges(self, aggregation: str) -> dict[str, tuple[float, float]]:
+    def u_ranges(self, aggregation: str, *, widen: bool = True) -> dict[str, tuple[float, float]]:
         """:func:`data_u_ranges` of the training pairs (prepares the data first)."""
-        return data_u_ranges(self.prepare().train, aggregation)
+        return data_u_ranges(self.prepare().train, aggregation, widen=widen)
 
     def __call__(self, losses: Sequence[MirrorLoss]) -> PopulationResult:
         """Train ``losses`` x the protocol's seeds and score them (prepares the data first)."""
@@ -100,15 +109,19 @@ def _round_outward(x: float, *, up: bool, digits: int = 3) -> float:
     return round(step * 10.0**exponent, max(0, -exponent))
 
 
-def _widened(values: torch.Tensor) -> tuple[float, float]:
+def _widened(values: torch.Tensor, widen: bool = True) -> tuple[float, float]:
     low, high = np.quantile(values.double().cpu().numpy(), U_QUANTILES)
+    if not widen:
+        high = min(high, U_HIGH_CAP)
+        return _round_outward(min(low, 2 * high), up=False), _round_outward(high, up=True)
     pad = U_WIDEN * (high - low) if high > low else U_WIDEN * max(abs(low), 1.0)
     high = min(high + pad, U_HIGH_CAP)
     low = low - pad if low - pad < high else 2 * high  # all the data within (-1e-4, 0): [-2e-4, -1e-4]
     return _round_outward(low, up=False), _round_outward(high, up=True)
 
 
-def data_u_ranges(train: Mapping[str, torch.Tensor], aggregation: str) -> dict[str, tuple[float, float]]:
+def data_u_ranges(train: Mapping[str, torch.Tensor], aggregation: str, *,
+                  widen: bool = True) -> dict[str, tuple[float, float]]:
     """The u ranges on which candidates must be valid, from the reference's log-probs on the training pairs.
 
     ``mirror``: m's arguments as the loss computes them, from both responses: per-token log-probs for
@@ -125,4 +138,4 @@ def data_u_ranges(train: Mapping[str, torch.Tensor], aggregation: str) -> dict[s
     else:
         mirror_u = torch.cat([aggregate(logps[side], masks[side], how) for side in masks])
     chosen_u = aggregate(logps["chosen"], masks["chosen"], how)
-    return {"mirror": _widened(mirror_u), "imitation": _widened(chosen_u)}
+    return {"mirror": _widened(mirror_u, widen), "imitation": _widened(chosen_u, widen)}
