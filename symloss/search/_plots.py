@@ -1,4 +1,5 @@
-"""Plots of a search: best fitness per generation, the Pareto front, the best mirror map beside DPO's.
+"""Plots of a search: best fitness per generation, the Pareto front, the best mirror map beside DPO's and the
+baselines' on the data's u range.
 
 Drawn on a bare :class:`matplotlib.figure.Figure` with the Agg canvas: pyplot is never imported and the
 user's backend never changed.
@@ -6,15 +7,18 @@ user's backend never changed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 
 from symloss.objectives import MirrorLoss
-from symloss.search._fitness import mirror_grid, normalised_mirror
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _figure():
@@ -56,16 +60,55 @@ def plot_pareto(pareto: pd.DataFrame, everything: pd.DataFrame, path: Path) -> N
     _save(fig, path)
 
 
-def plot_mirror(loss: MirrorLoss, path: Path) -> None:
-    """The best mirror map, normalised (m(-1) = 0, m'(-1) = 1), beside DPO's m(u) = u on u in [-10, 0)."""
-    grid = mirror_grid(-10.0, -0.01, 300)
+DEFAULT_PLOT_U_RANGE: tuple[float, float] = (-10.0, -0.01)
+"""u range of :func:`plot_mirror` when none is given (pass the data's: summed log-probs lie far lower)."""
+PLOT_POINTS = 300
+
+
+def _centred_map(loss: MirrorLoss, grid: torch.Tensor, t: float) -> torch.Tensor:
+    """beta * (m(u, t) - m(u_mid, t)) on ``grid`` (u_mid its midpoint), float64; NaN where not finite."""
+    mid = (grid[:1] + grid[-1:]) / 2
+    with torch.no_grad():
+        values = loss.fn("mirror")(torch.cat([grid, mid]), torch.tensor(t, dtype=grid.dtype))
+    values = loss.beta * (values[:-1] - values[-1])
+    return torch.where(torch.isfinite(values), values, torch.full_like(values, float("nan")))
+
+
+def _draw_map(ax, loss: MirrorLoss, grid: torch.Tensor, label: str, **style: Any) -> None:
+    """The map at t = 0, and dotted at t = 1 when the mirror itself depends on progress t."""
+    temporal = any(s.name == "t" for s in loss.mirror.free_symbols)
+    for t in ((0.0, 1.0) if temporal else (0.0,)):
+        ax.plot(grid.numpy(), _centred_map(loss, grid, t).numpy(), label=label + (f" (t={t:g})" if temporal else ""),
+                **{**style, **({"linestyle": ":"} if t else {})})
+
+
+def plot_mirror(loss: MirrorLoss, path: Path, *, u_range: tuple[float, float] | None = None,
+                baselines: Sequence[MirrorLoss] = ()) -> Figure:
+    """The discovered mirror map beside DPO's (at the same beta) and each baseline's, on the data's u range.
+
+    Every curve is beta * (m(u) - m(u_mid)) with u_mid the middle of ``u_range`` (each loss with its own
+    beta), so the curves meet at u_mid and the slope is the effective beta (DPO: a line of slope beta).
+    ``u_range``: the data's u range, (low, high) with low < high (default :data:`DEFAULT_PLOT_U_RANGE`).
+    A temporally-aware map is drawn at t = 0 and t = 1. Returns the Figure (x limits = ``u_range``)."""
+    try:
+        low, high = (float(v) for v in (DEFAULT_PLOT_U_RANGE if u_range is None else u_range))
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"u_range={u_range!r}: expected (low, high), finite with low < high, e.g. the data's "
+                         "0.1%-99.9% quantiles of u")
+    grid = torch.linspace(low, high, PLOT_POINTS, dtype=torch.float64)
     fig, ax = _figure()
-    ax.plot(grid, grid + 1.0, "--", color="gray", label="DPO: m(u) = u")
-    for t in ((0.0, 1.0) if loss.uses_progress else (0.0,)):
-        values = normalised_mirror(loss.mirror, grid, t=t).detach()
-        label = "discovered" + (f" (t={t:g})" if loss.uses_progress else "")
-        ax.plot(grid, torch.nan_to_num(values, nan=float("nan")), label=label)
-    ax.set_xlabel("u = log pi(y)")
-    ax.set_ylabel("normalised m(u)")
-    ax.legend()
+    for i, baseline in enumerate(baselines):
+        _draw_map(ax, baseline, grid, f"{baseline.name}, beta {baseline.beta:.3g}", color=f"C{i + 1}")
+    dpo = MirrorLoss("u", beta=loss.beta, name="dpo")  # dashed, over a baseline with the same map
+    _draw_map(ax, dpo, grid, f"DPO: m(u) = u, beta {loss.beta:.3g}", linestyle="--", color="gray")
+    name = "discovered" if loss.name in ("candidate", "mirror") else loss.name
+    _draw_map(ax, loss, grid, name, color="C0", linewidth=2)
+    ax.set_xlim(low, high)
+    ax.set_xlabel("u = log pi(y), on the data's range")
+    ax.set_ylabel(r"$\beta\,(m(u) - m(u_{mid}))$")
+    ax.set_title("slope = effective beta", fontsize="small")
+    ax.legend(fontsize="small")
     _save(fig, path)
+    return fig
