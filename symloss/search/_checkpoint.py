@@ -238,6 +238,13 @@ class _Reader:
                 MirrorLoss.from_dict(self.field(record, "loss", dict, where))
             except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 raise CheckpointError(f"{self.path}: {where}.loss: {exc}; {_FIX}") from None
+        if "signature" in record:
+            from symloss.search._dedup import Signature
+
+            try:
+                Signature.from_json(record["signature"])
+            except ValueError as exc:
+                raise CheckpointError(f"{self.path}: {where}.signature: {exc}; {_FIX}") from None
         aliases = record.get("aliases", [])
         if not isinstance(aliases, list):
             raise self.fail(f"{where}.aliases", aliases, "a list of equivalent forms")

@@ -84,6 +84,9 @@ class Operators:
     staticLimit, which may hand back any deep-copied positional argument, can only return a tree."""
     checks: Mapping[str, Callable[[sp.Expr], CheckResult]]
     """Slot -> validity check with its options bound (progress t, the data's u range)."""
+    screen: Callable[[Mapping[str, sp.Expr]], str] = lambda exprs: ""
+    """A candidate's slots -> why it would not train ("" if it would): a mirror map numerically flat in float32
+    where the data lies (``_dedup.flat_reason``), when that range is known."""
 
 
 @dataclass(frozen=True)
@@ -135,10 +138,11 @@ U_RANGE_SLOTS = ("mirror", "imitation")
 """Slots whose argument is a log-probability u: their checks take the data's ``u_range``."""
 
 
-def build_operators(config: SearchConfig, *,
-                    u_ranges: Mapping[str, tuple[float, float]] | None = None) -> Operators:
+def build_operators(config: SearchConfig, *, u_ranges: Mapping[str, tuple[float, float]] | None = None,
+                    data_ranges: Mapping[str, tuple[float, float]] | None = None) -> Operators:
     """Primitive sets per slot, the variation operators and the validity checks, all limits and
-    probabilities in one place. ``u_ranges``: slot -> the data's u range (``SearchState.u_ranges``)."""
+    probabilities in one place. ``u_ranges``: slot -> the data's u range widened (``SearchState.u_ranges``):
+    the validity checks; ``data_ranges``: where the data lies (``SearchState.data_ranges``): the flatness screen."""
     u_ranges = dict(u_ranges or {})
     psets = {slot: make_pset(slot, uses_t=config.temporal, primitives=config.primitives,
                              constant_range=config.constant_range) for slot in config.slots}
@@ -163,7 +167,20 @@ def build_operators(config: SearchConfig, *,
     checks = {slot: functools.partial(CHECKS[slot], uses_t=config.temporal,
                                       **({"u_range": u_ranges.get(slot)} if slot in U_RANGE_SLOTS else {}))
               for slot in config.slots}
-    return Operators(config, psets, base, generate, _limit(gp.cxOnePoint, config), mutations, checks)
+    return Operators(config, psets, base, generate, _limit(gp.cxOnePoint, config), mutations, checks,
+                     _flatness_screen(config, base, dict(data_ranges or {})))
+
+
+def _flatness_screen(config: SearchConfig, base: MirrorLoss,
+                     data_ranges: Mapping[str, tuple[float, float]]) -> Callable[[Mapping[str, sp.Expr]], str]:
+    if "mirror" not in config.slots or "mirror" not in data_ranges:
+        return lambda exprs: ""
+    from symloss.search._dedup import flat_reason
+
+    def screen(exprs: Mapping[str, sp.Expr]) -> str:
+        reason = flat_reason(exprs["mirror"], data_ranges["mirror"], beta=base.beta, temporal=config.temporal)
+        return f"mirror: {reason}" if reason else ""
+    return screen
 
 
 def make_candidate(individual: Individual, ops: Operators) -> Candidate:
@@ -181,6 +198,9 @@ def make_candidate(individual: Individual, ops: Operators) -> Candidate:
         result = ops.checks[slot](expr)
         if not result:
             return Candidate(individual, exprs, key, size, None, f"{slot}: {result.reason}")
+    reason = ops.screen(exprs)
+    if reason:
+        return Candidate(individual, exprs, key, size, None, reason)
     try:
         loss = ops.base.replace(**exprs, name="candidate")
     except ValueError as exc:

@@ -32,15 +32,17 @@ from typing import Any
 import pandas as pd
 import sympy as sp
 
-from symloss.expr import parse_formula, stabilise
+from symloss.expr import DEFAULT_U_RANGE, parse_formula, stabilise
 from symloss.objectives import SLOT_SPECS, MirrorLoss
 from symloss.search import _artefacts as art
 from symloss.search import _rundir
 from symloss.search._baselines import baselines
 from symloss.search._checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
+from symloss.search._dedup import Signature, family, find_equivalent, signature
 from symloss.search._evolve import (
     U_RANGE_SLOTS,
+    Candidate,
     Operators,
     SearchState,
     ask,
@@ -50,7 +52,7 @@ from symloss.search._evolve import (
     tell,
 )
 from symloss.search._fitness import FitnessFn, FitnessResult, benchmark_fitness
-from symloss.search._multifidelity import Ladder, baseline_records, loss_of, promote
+from symloss.search._multifidelity import Ladder, baseline_records, loss_of, promote, top_records
 from symloss.search._plots import plot_fitness, plot_mirror, plot_pareto
 from symloss.search._ray import RayFitness
 from symloss.search._rundir import RunDirError
@@ -131,7 +133,7 @@ class LossSearch:
             if state.generation < 0:
                 state = replace(state, u_ranges=_data_u_ranges(fitness, ops.base.aggregation),
                                 data_ranges=_data_u_ranges(fitness, ops.base.aggregation, widen=False))
-            ops = build_operators(config, u_ranges=state.u_ranges)
+            ops = build_operators(config, u_ranges=state.u_ranges, data_ranges=state.data_ranges)
             ladder = Ladder(config, fitness)
             try:
                 with self._display() as display:
@@ -181,6 +183,7 @@ class LossSearch:
         jobs = {**pending, **{k: b.loss for k, b in extra.items()}}
         results = ladder.evaluate(jobs, 0, {})  # ONE batched job for the generation (and the baselines)
         state, metrics = tell(state, candidates, {k: results[k] for k in pending}, ops, aliases)
+        state = self._label(state)
         if extra:
             records = baseline_records({k: results[k] for k in extra}, {k: b.loss for k, b in extra.items()},
                                        {k: b.label for k, b in extra.items()}, state.generation)
@@ -202,12 +205,90 @@ class LossSearch:
                 log.write(json.dumps(metrics) + "\n")
         return state
 
-    def _confirm(self, ladder: Ladder, run_dir: Path | None):
-        raise NotImplementedError("confirmation: merged next")
+    def contenders(self, top: int | None = None) -> list:
+        """The top ``top`` (default ``config.confirm``) discovered losses and baselines as confirmation
+        :class:`Contender` s, each kind ranked by highest rung, then mean."""
+        from symloss.search._confirm import Contender
 
-    def _aliases(self, candidates, state: SearchState) -> dict[str, str]:
-        """Candidate key -> the key of an equivalent loss already known (semantic deduplication)."""
-        return {}
+        self._check_fitted()
+        top = self.config.confirm if top is None else top
+        out = []
+        for kind in ("discovered", "baseline"):
+            for key in top_records(self.state_.cache, kind, top):
+                record = self.state_.cache[key]
+                loss = loss_of(record, self.config, key)
+                entry = record.get("rungs", {}).get(str(record.get("rung", 0)), {})
+                label = record.get("name") or f"{loss.name}: " + "; ".join(
+                    f"{slot} {text}" for slot, text in _simplest_formulas(record).items())
+                out.append(Contender(label, kind, loss, record.get("rung", 0), float(record["mean"]),
+                                     float(record["std"]), tuple(entry.get("seeds", ()))))
+        return out
+
+    def _confirm(self, ladder: Ladder, run_dir: Path | None):
+        """Retrain the contenders on the held-out seeds and start states (one batched job); report.md."""
+        if ladder.at is None:
+            logger.warning("held-out confirmation skipped: the fitness has no at(protocol) to train other seeds")
+            return None
+        from symloss.search._confirm import confirm, write_contenders
+        from symloss.search._report import write_report
+
+        if run_dir is not None and (run_dir / "report.md").exists():
+            logger.info("held-out confirmation: %s exists (rerun with `symloss confirm`)", run_dir / "report.md")
+            return None
+        contenders = self.contenders()
+        if not contenders:
+            return None
+        if run_dir is not None:
+            write_contenders(run_dir / "contenders.json", contenders)
+        confirmation = confirm(contenders, ladder.fitness_at(self.config.confirmation_protocol()),
+                               protocol_text=self.config.confirm_protocol)
+        if run_dir is not None:
+            write_report(run_dir, confirmation, config=self.config)
+        return confirmation
+
+    def _aliases(self, candidates: list[Candidate], state: SearchState) -> dict[str, str]:
+        """Candidate key -> the key of an equivalent loss already known (semantic deduplication on the data's u
+        range, ``_dedup``); new candidates' signatures are kept in ``self._signatures`` for :meth:`_label`."""
+        ranges = self._dedup_ranges(state)
+        known = {key: Signature.from_json(r["signature"]) for key, r in state.cache.items()
+                 if r.get("signature") and r.get("kind", "discovered") == "discovered"}
+        aliases: dict[str, str] = {}
+        self._signatures: dict[str, Signature] = {}
+        for cand in candidates:
+            if cand.loss is None or cand.key in state.cache or cand.key in aliases or cand.key in self._signatures:
+                continue
+            try:
+                sig = signature(cand.exprs, ranges, temporal=self.config.temporal)
+            except ValueError:
+                sig = None
+            if sig is None:
+                continue
+            match = find_equivalent(sig, known)
+            if match is not None:
+                aliases[cand.key] = match
+            else:
+                known[cand.key] = sig
+                self._signatures[cand.key] = sig
+        return aliases
+
+    def _dedup_ranges(self, state: SearchState) -> dict[str, tuple[float, float]]:
+        """Where candidates must agree to be one loss: the data's u range, else the checks' default range."""
+        ranges = dict(state.data_ranges or state.u_ranges)
+        for slot in ("mirror", "imitation"):
+            ranges.setdefault(slot, DEFAULT_U_RANGE)
+        return ranges
+
+    def _label(self, state: SearchState) -> SearchState:
+        """New records get their signature (for later dedup) and their loss-family label."""
+        cache = dict(state.cache)
+        ranges = self._dedup_ranges(state)
+        base = base_loss(self.config)
+        for key, sig in getattr(self, "_signatures", {}).items():
+            if key in cache and "signature" not in cache[key]:
+                exprs = {slot: parse_formula(text, SLOT_SPECS[slot]) for slot, text in cache[key]["formulas"].items()}
+                label = family(exprs, ranges, beta=base.beta, base=self.config.base, temporal=self.config.temporal)
+                cache[key] = {**cache[key], "signature": sig.to_json(), "family": label}
+        return replace(state, cache=cache)
 
     def _initial_state(self, ops: Operators, run_dir: Path | None) -> SearchState:
         if self._resume and run_dir is not None and (run_dir / "checkpoint.json").exists():
@@ -303,7 +384,16 @@ class LossSearch:
         (run_dir / "best.tex").write_text(self.best_.latex() + "\n")
         (run_dir / "best.py").write_text(self.best_.to_python())
         if "mirror" in self.config.slots:
-            plot_mirror(self.best_, run_dir / "mirror.png")
+            best_baselines = top_records(self.state_.cache, "baseline", 1)
+            plot_mirror(self.best_, run_dir / "mirror.png", u_range=self._dedup_ranges(self.state_)["mirror"],
+                        baselines=[loss_of(self.state_.cache[k], self.config, k) for k in best_baselines])
+
+
+def _simplest_formulas(record: Mapping[str, Any]) -> dict[str, str]:
+    """The formulas of a record's simplest equivalent form (itself or one of its aliases)."""
+    forms = [(record["complexity"], record["formulas"]), *((a["complexity"], a["formulas"])
+                                                          for a in record.get("aliases", []))]
+    return min(forms, key=lambda item: item[0])[1]
 
 
 def _data_u_ranges(fitness: FitnessFn, aggregation: str, *, widen: bool = True) -> dict[str, tuple[float, float]]:
