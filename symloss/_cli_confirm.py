@@ -27,10 +27,10 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a finished `symloss search`")
     p.add_argument("--protocol", default=None, metavar="SPEC",
                    help="protocol spec, e.g. 'final:seeds=20' (default: the run's confirm_protocol)")
-    p.add_argument("--seeds", type=int, default=None, help="training seeds per loss (default: the protocol's)")
-    p.add_argument("--first-seed", type=int, default=None, help="first training seed (default: the protocol's)")
-    p.add_argument("--eval-seed", type=int, default=None,
-                   help="episodes start from reset(seed=EVAL_SEED + e) (default: the protocol's)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N", help="training seeds per loss (default: the protocol's)")
+    p.add_argument("--first-seed", type=int, default=None, metavar="S", help="first training seed (default: the protocol's)")
+    p.add_argument("--eval-seed", type=int, default=None, metavar="E",
+                   help="episodes start from reset(seed=E + e) (default: the protocol's)")
     p.add_argument("--env", default=None, help="benchmark environment (default: the run's; another one is a "
                                                "transfer check)")
     p.add_argument("--dataset", default=None, help="dataset variant (default: the run's; another one is a "
@@ -42,14 +42,16 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
 
 
 def protocol_spec(base: str, args: argparse.Namespace) -> str:
-    """``base`` with the options that override it appended (``final`` + ``--seeds 20`` -> ``final:seeds=20``)."""
-    parts = [base.strip()]
+    """``base`` with the options that override it in place of its own values (``final:seeds=8`` + ``--seeds 20``
+    -> ``final:seeds=20``)."""
+    given = {}
     for name in ("seeds", "first_seed", "eval_seed"):
         value = getattr(args, name)
         if value is not None:
-            check_range(f"--{name.replace('_', '-')}", value, lo=1 if name == "seeds" else 0, integer=True)
-            parts.append(f"{name}={value}")
-    return ":".join(parts)
+            given[name] = check_range(f"--{name.replace('_', '-')}", value, lo=1 if name == "seeds" else 0,
+                                      integer=True)
+    parts = [part for part in base.strip().split(":") if part.partition("=")[0].strip() not in given]
+    return ":".join([*parts, *(f"{name}={value}" for name, value in given.items())])
 
 
 def run_confirm(args: argparse.Namespace) -> int:

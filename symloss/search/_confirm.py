@@ -119,7 +119,8 @@ class Verdict:
             return head + " (the CI excludes zero: the discovered loss is better)."
         if self.outcome == "loss":
             return head + " (the CI excludes zero: the baseline is better)."
-        return head + (f" (the CI includes zero: not resolved at this number of seeds{'; ' + self.note if self.note else ''}).")
+        note = f"; {self.note}" if self.note else ""
+        return head + f" (the CI includes zero: not resolved at this number of seeds{note})."
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,8 @@ def mean_ci(values: Sequence[float], *, confidence: float = CONFIDENCE, method: 
 
 def seeds_needed(difference: float, sd: float, *, alpha: float = 0.05, power: float = 0.8) -> int | None:
     """n = ceil(((z_{1-alpha/2} + z_{power}) * sd / |difference|)^2): paired seeds for a two-sided test at
-    ``alpha`` to detect ``difference`` with ``power`` (normal approximation); None if there is no difference."""
+    ``alpha`` to detect ``difference`` with ``power`` (normal approximation), at least 2; None if there is no
+    difference."""
     if not math.isfinite(difference) or not math.isfinite(sd) or difference == 0:
         return None
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
@@ -343,9 +345,12 @@ def _final_verdict(contenders: Sequence[Contender], results: Sequence[ContenderR
     kind = missing[0]
     given = sum(c.kind == kind for c in contenders)
     failed = sum(1 for r in results if not r.ok and r.contender.kind == kind)
-    why = (f"no {kind} loss was confirmed" + (f" ({failed} of {given} failed; see the table)" if given
-                                              else f" (none was given{'; the run had baselines=none' if kind == 'baseline' else ''})"))
-    return Verdict("none", labels["discovered"], labels["baseline"], note=why + ": nothing to compare")
+    if given:
+        why = f"{failed} of {given} failed; see the table"
+    else:
+        why = "none was given" + ("; the run had baselines=none" if kind == "baseline" else "")
+    return Verdict("none", labels["discovered"], labels["baseline"],
+                   note=f"no {kind} loss was confirmed ({why}): nothing to compare")
 
 
 def interval_text(ci: tuple[float, float] | None) -> str:

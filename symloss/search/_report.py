@@ -96,7 +96,8 @@ def power_note(verdict: Verdict) -> str:
 def _setting(config: SearchConfig, confirmation: Confirmation) -> list[str]:
     protocol = config.confirmation_protocol()
     seeds = protocol.seed_list
-    starts = f"reset(seed={protocol.eval_seed}) .. reset(seed={protocol.eval_seed + protocol.episodes - 1})"
+    last = protocol.eval_seed + protocol.episodes - 1
+    starts = f"reset(seed={protocol.eval_seed})" + ("" if protocol.episodes == 1 else f" .. reset(seed={last})")
     data = f"{config.env}/{config.dataset}" + ("" if config.n_pairs is None else f" (n_pairs={config.n_pairs})")
     return [
         f"- Benchmark: {data}; protocol `{confirmation.protocol_text}`: {protocol.steps} steps x "
@@ -129,6 +130,9 @@ def write_report(run_dir: Path | str, confirmation: Confirmation, *, config: Sea
         lines += [f"Welch's unpaired t-test p = {p_text(verdict.p_welch)} for reference; sd of the paired differences "
                   f"{verdict.sd:.4g}.", ""]
     lines += [power_note(verdict), ""]
+    if verdict.outcome == "tie" and verdict.seeds_needed:
+        lines += [f"To resolve it: `symloss confirm {run_dir} --seeds {verdict.seeds_needed}` (another report, "
+                  "same contenders, more held-out seeds).", ""]
     if drawn:
         lines += [f"![per-seed scores and {CONFIDENCE:.0%} CIs]({plot.name})", ""]
     with report.open("x", encoding="utf-8") as handle:
