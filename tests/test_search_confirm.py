@@ -187,7 +187,7 @@ def test_one_seed_has_no_ci_and_says_so(tmp_path):
     v = confirmation.verdict
     assert v.outcome == "tie" and v.ci is None and "one seed: no confidence interval" in v.line()
     text = write_report(tmp_path, confirmation, config=SearchConfig()).read_text()
-    assert "n/a (fewer than 2 seeds)" in text and "Power: not computed" in text
+    assert "n/a (fewer than 2 seeds)" in text and "Power: not computed" in text and "nan" not in text
 
 
 def test_duplicate_labels_are_refused():

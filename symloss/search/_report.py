@@ -126,7 +126,7 @@ def write_report(run_dir: Path | str, confirmation: Confirmation, *, config: Sea
     verdict = confirmation.verdict
     lines = [f"# {title or 'Held-out confirmation'}", "", *_setting(config, confirmation), "",
              markdown_table(confirmation), "", verdict.line(), ""]
-    if verdict.outcome != "none":
+    if verdict.outcome != "none" and verdict.n >= 2:
         lines += [f"Welch's unpaired t-test p = {p_text(verdict.p_welch)} for reference; sd of the paired differences "
                   f"{verdict.sd:.4g}.", ""]
     lines += [power_note(verdict), ""]
