@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
+from symloss import _cli_confirm
 from symloss._cli_config import add_config_options, config_kwargs
 from symloss.bench import cli as bench_cli
 from symloss.integrations import export_artefact, load_loss
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="MuJoCo preference datasets")
     bench_cli.register(data.add_subparsers(dest="data_command", required=True), parents=[_verbose_option()])
     _eval_parser(sub)
+    _cli_confirm.register(sub, parents=[_verbose_option()])
     _export_parser(sub)
     _zoo_parser(sub)
     return parser

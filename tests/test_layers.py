@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("expr", "objectives", "bench", "train", "search", "integrations", "cli")
-CLI_MODULES = {"cli", "_cli_config", "__main__"}
+CLI_MODULES = {"cli", "_cli_config", "_cli_confirm", "__main__"}
 """Modules of the top-level package ``symloss`` that make up the ``cli`` layer."""
 
 ALLOWED: set[tuple[str, str]] = set()

@@ -17,6 +17,19 @@ tasks); ``tell`` records the results and selects survivors; a checkpoint is writ
 from symloss.expr import tree_from_string
 from symloss.search._checkpoint import CheckpointError
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig, split_fields
+from symloss.search._confirm import (
+    CONTENDERS_FILE,
+    Confirmation,
+    Contender,
+    ContenderResult,
+    Verdict,
+    confirm,
+    paired_verdict,
+    read_contenders,
+    read_run,
+    top_contenders,
+    write_contenders,
+)
 from symloss.search._evolve import ZOO_SEEDS, Candidate, SearchState, ask, build_operators, tell
 from symloss.search._fitness import (
     WORST,
@@ -30,10 +43,14 @@ from symloss.search._fitness import (
     safe_call,
 )
 from symloss.search._individual import Individual, individual_from_strings
+from symloss.search._report import confirm_tag, markdown_table, write_report
 from symloss.search._rundir import RunDirError, RunDirLocked
 from symloss.search._search import LossSearch
 
 __all__ = [
+    "CONTENDERS_FILE", "Confirmation", "Contender", "ContenderResult", "Verdict", "confirm", "confirm_tag",
+    "markdown_table", "paired_verdict", "read_contenders", "read_run", "top_contenders", "write_contenders",
+    "write_report",
     "RESUMABLE_CHANGES", "WORST", "ZOO_SEEDS", "Candidate", "CheckpointError", "FitnessFn", "FitnessResult",
     "Individual", "LossSearch", "MirrorTargetFitness", "RunDirError", "RunDirLocked", "SearchConfig",
     "SearchState", "as_results", "ask", "benchmark_fitness", "build_operators", "individual_from_strings",
