@@ -58,7 +58,7 @@ def test_cache_means_no_key_is_trained_twice():
         seen.extend(loss.to_dict()["mirror"] for loss in losses)
         return [FitnessResult(-abs(len(loss.to_dict()["mirror"]) - 12)) for loss in losses]
 
-    search = LossSearch(population=16, generations=4, seed=2, progress=False, fitness=fitness).fit()
+    search = LossSearch(population=16, generations=4, seed=2, progress=False, fitness=fitness, baselines="none").fit()
     assert len(seen) == len(set(seen))
     assert search.history_["cached"].sum() > 0
     assert int(search.history_["new"].sum()) == len(seen)

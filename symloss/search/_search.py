@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 import sympy as sp
 
-from symloss.expr import DEFAULT_U_RANGE, parse_formula, stabilise
+from symloss.expr import parse_formula, stabilise
 from symloss.objectives import SLOT_SPECS, MirrorLoss
 from symloss.search import _artefacts as art
 from symloss.search import _rundir
@@ -125,6 +125,7 @@ class LossSearch:
         if callable(validate):
             validate()  # env and dataset names (the device is checked by the protocol, a TrainConfig)
         self.confirmation_ = None
+        self._signatures: dict[str, Signature] = {}
         with self._run_dir() as run_dir:
             state = self._initial_state(ops, run_dir)
             prepare = getattr(fitness, "prepare", None)
@@ -250,10 +251,12 @@ class LossSearch:
         """Candidate key -> the key of an equivalent loss already known (semantic deduplication on the data's u
         range, ``_dedup``); new candidates' signatures are kept in ``self._signatures`` for :meth:`_label`."""
         ranges = self._dedup_ranges(state)
+        self._signatures = {}
+        if not ranges:
+            return {}
         known = {key: Signature.from_json(r["signature"]) for key, r in state.cache.items()
                  if r.get("signature") and r.get("kind", "discovered") == "discovered"}
         aliases: dict[str, str] = {}
-        self._signatures: dict[str, Signature] = {}
         for cand in candidates:
             if cand.loss is None or cand.key in state.cache or cand.key in aliases or cand.key in self._signatures:
                 continue
@@ -272,11 +275,9 @@ class LossSearch:
         return aliases
 
     def _dedup_ranges(self, state: SearchState) -> dict[str, tuple[float, float]]:
-        """Where candidates must agree to be one loss: the data's u range, else the checks' default range."""
-        ranges = dict(state.data_ranges or state.u_ranges)
-        for slot in ("mirror", "imitation"):
-            ranges.setdefault(slot, DEFAULT_U_RANGE)
-        return ranges
+        """Where candidates must agree to be one loss: the data's u range; {} when the fitness gives none (then
+        forms are not merged: a user's fitness may score maps anywhere)."""
+        return dict(state.data_ranges)
 
     def _label(self, state: SearchState) -> SearchState:
         """New records get their signature (for later dedup) and their loss-family label."""
@@ -385,7 +386,7 @@ class LossSearch:
         (run_dir / "best.py").write_text(self.best_.to_python())
         if "mirror" in self.config.slots:
             best_baselines = top_records(self.state_.cache, "baseline", 1)
-            plot_mirror(self.best_, run_dir / "mirror.png", u_range=self._dedup_ranges(self.state_)["mirror"],
+            plot_mirror(self.best_, run_dir / "mirror.png", u_range=self.state_.data_ranges.get("mirror"),
                         baselines=[loss_of(self.state_.cache[k], self.config, k) for k in best_baselines])
 
 
