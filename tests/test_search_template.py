@@ -19,7 +19,9 @@ from symloss.cli import main
 from symloss.expr import SYMBOLS, parse_formula
 from symloss.integrations import load_loss
 from symloss.objectives import SLOT_SPECS
-from symloss.search import LossSearch
+from symloss.search import LossSearch, SearchConfig, benchmark_fitness
+from symloss.search._es_search import es_generation, es_initial_state
+from symloss.search._evolve import base_loss
 
 N_PAIRS = 64
 TINY = {"env": "hopper", "dataset": "noisy", "n_pairs": N_PAIRS, "population": 4, "generations": 1, "elite": 1,
@@ -94,3 +96,15 @@ def test_cli_searches_each_slot_on_the_benchmark(cache, tmp_path, slot, temporal
     assert stored["search"]["slots"] == [slot] and stored["search"]["temporal"] is temporal
     if not temporal:
         assert not loaded.uses_progress
+
+
+def test_es_generation_trains_its_maps_on_the_benchmark(cache):
+    """``--method es``'s step with the benchmark's own fitness: every map of the data-range basis trains and
+    is scored (none is rejected or non-finite on the data's summed log-probs)."""
+    config = SearchConfig.from_dict({**TINY, "population": 3})
+    fitness = benchmark_fitness(config, progress=False)
+    u_range = fitness.u_ranges(base_loss(config).aggregation)["mirror"]
+    state, metrics, evaluated = es_generation(es_initial_state(config, u_range), config, fitness)
+    assert metrics["failed"] == 0 and len(evaluated) == 3
+    assert all(result.ok and result.seeds == (result.seeds[0],) for _, result in evaluated)
+    assert state.best_score == max(result.mean for _, result in evaluated)

@@ -234,12 +234,13 @@ def state_to_json(state: ESState) -> dict[str, Any]:
     """The state as JSON values (floats round-trip exactly; best_score -inf as null)::
 
         {"format", "u_range": [lo, hi], "sigma", "lr", "step", "theta", "adam_m", "adam_v", "best_theta":
-         [d floats], "best_score": float | null, "rng_state": PCG64 state, "history": [{metric: number}]}
+         [d floats], "best_score": float | null, "rng_state": PCG64 state, "history": [{metric: number | null}]}
     """
     return {"format": STATE_FORMAT, "u_range": list(state.u_range), "sigma": state.sigma, "lr": state.lr,
             "step": state.step, **{name: [float(x) for x in getattr(state, name)] for name in _VECTORS},
             "best_score": state.best_score if math.isfinite(state.best_score) else None,
-            "rng_state": state.rng_state, "history": [dict(h) for h in state.history]}
+            "rng_state": state.rng_state,
+            "history": [{k: v if math.isfinite(v) else None for k, v in h.items()} for h in state.history]}
 
 
 _VECTORS = ("theta", "adam_m", "adam_v", "best_theta")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from symloss.expr import canonical_key, compile_expr, complexity, round_constants
+from symloss.expr import canonical_key, check_mirror, compile_expr, complexity, round_constants
 from symloss.objectives import MirrorLoss
 from symloss.search._config import SearchConfig
 from symloss.search._distill import Distilled, distill_mirror, map_error, range_grid, unit_map
@@ -111,7 +111,7 @@ def distill_best(state: ESState, u_range: Sequence[float] | None = None, *, seed
                  forms: int = 3) -> list[Distilled]:
     """Up to ``forms`` short closed forms of the best theta's map (module doc), best first, each with its max
     normalised error on ``u_range`` (default: the state's). ``budget``: candidates the DEAP engine scores
-    (>= 2 x DISTILL_POPULATION; 0 skips it and keeps the sparse fits)."""
+    (below 2 x DISTILL_POPULATION, e.g. 0, it is skipped and the sparse fits alone are ranked)."""
     u_range = check_u_range(state.u_range if u_range is None else u_range)
     check_range("budget", budget, lo=0, integer=True)
     check_range("forms", forms, lo=1, integer=True)
@@ -135,7 +135,8 @@ def distill_best(state: ESState, u_range: Sequence[float] | None = None, *, seed
         if all(float((values - m).abs().max()) > DISTINCT for m in maps):
             maps.append(values)
             final = _rescaled(expr, target, grid)
-            chosen.append(Distilled(final, map_error(final, goal, grid), engine))
+            if check_mirror(final, u_range=u_range):  # rounding its constants kept it a valid map
+                chosen.append(Distilled(final, map_error(final, goal, grid), engine))
         if len(chosen) == forms:
             break
     return chosen
