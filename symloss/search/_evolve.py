@@ -236,6 +236,21 @@ def initial_individuals(ops: Operators) -> list[Individual]:
     return [cand.individual for cand in initial_candidates(ops)]
 
 
+def _random_individual(ops: Operators) -> tuple[Individual, bool]:
+    """Random trees, each slot's redrawn (up to INIT_ATTEMPTS times) until it passes that slot's check, and
+    whether every slot found one. (Redrawing all slots together needs every slot valid in the same draw: for
+    a TA mirror and link, about 2% of draws, so 30 draws often gave no valid individual.)"""
+    trees, each_valid = {}, True
+    for slot, pset in ops.psets.items():
+        for _ in range(INIT_ATTEMPTS):
+            trees[slot] = gp.PrimitiveTree(ops.generate(pset))
+            if make_candidate(Individual({slot: trees[slot]}), ops).loss is not None:
+                break
+        else:
+            each_valid = False
+    return Individual(trees), each_valid
+
+
 def initial_candidates(ops: Operators) -> list[Candidate]:
     """The zoo's forms (if ``seed_zoo``) followed by random trees, ``population`` in all.
 
@@ -248,9 +263,9 @@ def initial_candidates(ops: Operators) -> list[Candidate]:
     keys = {cand.key for cand in candidates}
     while len(candidates) < config.population:
         for _ in range(INIT_ATTEMPTS):
-            ind = Individual({slot: gp.PrimitiveTree(ops.generate(pset)) for slot, pset in ops.psets.items()})
+            ind, each_valid = _random_individual(ops)
             candidate = make_candidate(ind, ops)
-            if candidate.loss is not None and candidate.key not in keys:
+            if not each_valid or candidate.loss is not None and candidate.key not in keys:
                 break
         keys.add(candidate.key)
         candidates.append(candidate)
