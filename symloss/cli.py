@@ -1,7 +1,9 @@
-"""The ``symloss`` command: ``search``, ``data build``, ``eval``, ``export`` and ``zoo``.
+"""The ``symloss`` command: ``search``, ``confirm``, ``data build``, ``eval``, ``export`` and ``zoo``.
 
-``symloss search`` with no arguments is the main job: a small search on Hopper ``noisy`` that finishes
-in minutes on a laptop-class CPU, with a live progress display and the hall of fame printed at the end.
+``symloss search`` with no arguments is the main job: a small multi-fidelity search on Hopper ``noisy`` beside
+tuned baselines, then a held-out confirmation of the best discovered losses against the best baselines on fresh
+seeds and start states (``report.md`` with the verdict), with a live progress display and the hall of fame
+printed at the end. ``symloss confirm RUN_DIR`` reruns that confirmation with more seeds or on other data.
 
 Every mistake in the input ends the command with one line ``symloss <command>: error: <what and the fix>``
 and exit code 2; ``-v`` adds the traceback.
@@ -107,24 +109,35 @@ def run_search(args: argparse.Namespace) -> int:
               f"continue with: symloss search --resume {run_dir}")
         return 130
     _print_hall_of_fame(search)
-    print(f"\nartefacts in {run_dir}: best.json best.tex best.py hall_of_fame.csv fitness.png pareto.png mirror.png")
+    print(f"\nartefacts in {run_dir}: best.json best.tex best.py hall_of_fame.csv fitness.png pareto.png mirror.png"
+          + (" report.md confirm.png contenders.json" if getattr(search, "confirmation_", None) is not None else ""))
     return 0
 
 
 def _print_hall_of_fame(search) -> None:
+    import math
+
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="hall of fame")
-    for column in ("rank", "fitness", "std", "complexity", "expression"):
+    table = Table(title="hall of fame (search fitness: selected on it, not a result; see report.md)")
+    for column in ("rank", "kind", "rung", "seeds", "fitness", "std", "95% CI", "loss", "family"):
         table.add_column(column)
-    for _, row in search.hall_of_fame_.head(10).iterrows():
-        table.add_row(str(row["rank"]), f"{row['fitness_mean']:.4g}", f"{row['fitness_std']:.3g}",
-                      str(row["complexity"]), row["expression"])
-    console = Console()
+    hof = search.hall_of_fame_
+    shown = hof[hof["kind"] == "discovered"].head(10)
+    shown = hof.loc[sorted([*shown.index, *hof[hof["kind"] == "baseline"].head(3).index])]
+    for _, row in shown.iterrows():
+        ci = "" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]"
+        forms = f" ({row['forms']} forms)" if row["forms"] > 1 else ""
+        what = row["name"] if row["kind"] == "baseline" else row["expression"] + forms
+        table.add_row(str(row["rank"]), row["kind"], str(row["rung"]), str(row["seeds"]), f"{row['fitness_mean']:.4g}",
+                      f"{row['fitness_std']:.3g}", ci, what, row["family"])
+    console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets the whole table
     console.print(table)
     if search.best_ is not None:
-        console.print("best loss (LaTeX):\n" + search.best_.latex(), markup=False)
+        console.print("best discovered loss (LaTeX):\n" + search.best_.latex(), markup=False)
+    if getattr(search, "confirmation_", None) is not None:
+        console.print("\n" + search.confirmation_.verdict.line(), markup=False)
 
 
 def _eval_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -31,7 +31,8 @@ TINY_SEARCH = ("--n-pairs", N_PAIRS, "--population", "4", "--elite", "1", "--ste
                "--episodes", "1", "--seeds", "1", "--fitness", "offline", "--hall-of-fame", "5", "--seed", "3",
                "--parsimony", "0.01", "--lr", "1e-3", "--beta", "0.5", "--constant-range=-2,2",
                "--init-depth", "1,3", "--max-height", "6", "--selection", "nsga2", "--no-temporal",
-               "--slots", "mirror", "--base", "dpo", "--no-progress")
+               "--slots", "mirror", "--base", "dpo", "--no-progress", "--baselines", "small", "--confirm", "1",
+               "--confirm-protocol", "final:steps=2:batch_size=8:seeds=2:episodes=1")
 
 
 def symloss(*argv: str, cache: Path) -> subprocess.CompletedProcess:

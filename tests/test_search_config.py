@@ -17,7 +17,7 @@ from symloss.validation import ConfigError
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"population": 0}, "population=0: must be an integer >= 2 (tournament selection needs two)"),
     ({"population": 4.0}, "population=4.0: must be an integer >= 2"),
-    ({"elite": 16}, "elite=16: must be an integer in [0, 11] (fewer than population); lower elite or raise "
+    ({"elite": 16}, "elite=16: must be an integer in [0, 7] (fewer than population); lower elite or raise "
                     "population"),
     ({"elite": 2, "population": 2}, "elite=2: must be an integer in [0, 1]"),
     ({"generations": -1}, "generations=-1: must be an integer >= 0"),

@@ -8,7 +8,11 @@ Layout of a run directory::
     log.jsonl          one line of metrics per generation
     hall_of_fame.csv   the hall of fame table
     best.json / best.tex / best.py    the best loss (MirrorLoss.to_dict + fitness), LaTeX, Torch source
-    fitness.png, pareto.png, mirror.png   best fitness per generation, Pareto front, best m beside DPO's
+    fitness.png, pareto.png, mirror.png   best fitness per generation, Pareto front, best m beside DPO's and the
+                       best baseline's on the data's u range
+    contenders.json    the losses of the held-out confirmation (top discovered, top baselines)
+    report.md, confirm.png   the confirmation: table, paired test, verdict; per-seed scores and intervals
+    report-<tag>.md    each later ``symloss confirm`` (never overwriting)
 
 Nothing here uses pickle or eval: trees are stored in DEAP's prefix text and parsed by symloss.
 """

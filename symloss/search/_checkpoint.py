@@ -65,6 +65,7 @@ def save_checkpoint(run_dir: Path, state: SearchState) -> None:
         "rng_state": [version, list(internal), gauss],
         "u_ranges": {slot: list(r) for slot, r in state.u_ranges.items()},
         "data_ranges": {slot: list(r) for slot, r in state.data_ranges.items()},
+        "es": state.es,
         "cache": state.cache, "history": list(state.history),
     })
 
@@ -128,8 +129,16 @@ class _Reader:
         history = self.field(data, "history", list, "checkpoint")
         for i, metrics in enumerate(history):
             self.metrics(metrics, f"history[{i}]")
+        es = data.get("es")
+        if es is not None:
+            from symloss.search._es import state_from_json
+
+            try:
+                state_from_json(es)
+            except ValueError as exc:
+                raise CheckpointError(f"{self.path}: es: {exc}; {_FIX}") from None
         return SearchState(generation, population, self.rng_state(data.get("rng_state")), cache, tuple(history),
-                           u_ranges, data_ranges)
+                           u_ranges, data_ranges, es)
 
     def individual(self, entry: Any, where: str) -> Any:
         if not isinstance(entry, dict):

@@ -84,6 +84,9 @@ class Operators:
     staticLimit, which may hand back any deep-copied positional argument, can only return a tree."""
     checks: Mapping[str, Callable[[sp.Expr], CheckResult]]
     """Slot -> validity check with its options bound (progress t, the data's u range)."""
+    novel: Callable[[Candidate], bool] = lambda candidate: True
+    """Whether a valid candidate is a new loss, not one equivalent to a known or already accepted one (the
+    search's semantic filter, ``LossSearch._novelty``; it remembers what it accepted). Default: every one."""
     screen: Callable[[Mapping[str, sp.Expr]], str] = lambda exprs: ""
     """A candidate's slots -> why it would not train ("" if it would): a mirror map numerically flat in float32
     where the data lies (``_dedup.flat_reason``), when that range is known."""
@@ -104,6 +107,8 @@ class SearchState:
     valid (see ``build_operators``); empty: the checks' default range only."""
     data_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     """Slot -> where the data's u lies (not widened): the range on which equivalent forms are recognised."""
+    es: Mapping[str, Any] | None = None
+    """``method="es"``: the ES state as JSON (``_es.state_to_json``); None for GP."""
 
 
 def initial_state(seed: int, u_ranges: Mapping[str, tuple[float, float]] | None = None) -> SearchState:
@@ -260,12 +265,15 @@ def initial_candidates(ops: Operators) -> list[Candidate]:
     config = ops.config
     seeds = _seed_individuals(ops)[: config.population] if config.seed_zoo else []
     candidates = [make_candidate(ind, ops) for ind in seeds]
+    for cand in candidates:  # the zoo's forms are kept even when equivalent on the data; remembered as known
+        if cand.loss is not None:
+            ops.novel(cand)
     keys = {cand.key for cand in candidates}
     while len(candidates) < config.population:
         for _ in range(INIT_ATTEMPTS):
             ind, each_valid = _random_individual(ops)
             candidate = make_candidate(ind, ops)
-            if not each_valid or candidate.loss is not None and candidate.key not in keys:
+            if not each_valid or candidate.loss is not None and candidate.key not in keys and ops.novel(candidate):
                 break
         keys.add(candidate.key)
         candidates.append(candidate)
@@ -309,8 +317,9 @@ def vary(parents: Sequence[Individual], ops: Operators, rng: random.Random) -> l
     return offspring
 
 
-NOVELTY_ATTEMPTS = 3
-"""Extra mutations tried on a child that is invalid or already known, to spend training on new losses."""
+NOVELTY_ATTEMPTS = 6
+"""Extra mutations tried on a child that is invalid or already known (also semantically: ``Operators.novel``),
+to spend training on new losses."""
 
 
 def _novel(candidates: list[Candidate], known: Mapping[str, Any], ops: Operators,
@@ -320,7 +329,7 @@ def _novel(candidates: list[Candidate], known: Mapping[str, Any], ops: Operators
     out = []
     for cand in candidates:
         for _ in range(NOVELTY_ATTEMPTS):
-            if cand.loss is not None and cand.key not in known and cand.key not in seen:
+            if cand.loss is not None and cand.key not in known and cand.key not in seen and ops.novel(cand):
                 break
             child = cand.individual.copy()
             slot = rng.choice(ops.config.slots)

@@ -82,7 +82,14 @@ def loss_of(record: Mapping[str, Any], config: SearchConfig, key: str) -> Mirror
     if "loss" in record:
         return MirrorLoss.from_dict(record["loss"])
     slots = {slot: stabilise(parse_formula(text, SLOT_SPECS[slot])) for slot, text in record["formulas"].items()}
-    return base_loss(config).replace(**slots, name=f"symloss_{key.split(':')[-1][:8]}")
+    return base_loss(config).replace(**slots, name=loss_name(key))
+
+
+def loss_name(key: str) -> str:
+    """``symloss_<8 hex digits>``: a discovered loss's name, from its cache key (one name per key)."""
+    import hashlib
+
+    return "symloss_" + hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
 def promote(state: SearchState, ladder: Ladder, config: SearchConfig, *,
@@ -142,5 +149,5 @@ def top_records(cache: Mapping[str, Mapping[str, Any]], kind: str, k: int) -> li
     return [key for *_, key in sorted(rows, reverse=True)[:k]]
 
 
-__all__ = ["Ladder", "baseline_records", "loss_of", "promote", "refresh_population", "top_records"]
+__all__ = ["Ladder", "baseline_records", "loss_name", "loss_of", "promote", "refresh_population", "top_records"]
 

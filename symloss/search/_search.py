@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 import sympy as sp
 
-from symloss.expr import parse_formula, stabilise
+from symloss.expr import canonical_key, complexity, parse_formula, stabilise
 from symloss.objectives import SLOT_SPECS, MirrorLoss
 from symloss.search import _artefacts as art
 from symloss.search import _rundir
@@ -45,14 +45,16 @@ from symloss.search._evolve import (
     Candidate,
     Operators,
     SearchState,
+    _record,
     ask,
     base_loss,
     build_operators,
     initial_state,
     tell,
 )
-from symloss.search._fitness import FitnessFn, FitnessResult, benchmark_fitness
-from symloss.search._multifidelity import Ladder, baseline_records, loss_of, promote, top_records
+from symloss.search._fitness import WORST, FitnessFn, FitnessResult, benchmark_fitness
+from symloss.search._individual import Individual
+from symloss.search._multifidelity import Ladder, baseline_records, loss_name, loss_of, promote, top_records
 from symloss.search._plots import plot_fitness, plot_mirror, plot_pareto
 from symloss.search._ray import RayFitness
 from symloss.search._rundir import RunDirError
@@ -148,7 +150,8 @@ class LossSearch:
                     if state.generation >= 0:  # a resumed run: finish the last generation's promotions
                         state = promote(state, ladder, config, save=self._saver(run_dir), report=report)
                     while state.generation < config.generations:
-                        state = self._generation(state, ops, ladder, run_dir, report)
+                        step = self._es_generation if config.method == "es" else self._generation
+                        state = step(state, ops, ladder, run_dir, report)
                         if display:
                             last = state.history[-1]
                             display.update(task, advance=1, description=f"gen {last['generation']} "
@@ -170,7 +173,7 @@ class LossSearch:
                     report) -> SearchState:
         start = time.perf_counter()
         first = state.generation < 0
-        candidates, state = ask(state, ops)
+        candidates, state = ask(state, replace(ops, novel=self._novelty(state)))
         aliases = self._aliases(candidates, state)
         pending: dict[str, MirrorLoss] = {}
         for cand in candidates:
@@ -247,6 +250,61 @@ class LossSearch:
             write_report(run_dir, confirmation, config=self.config)
         return confirmation
 
+    def _es_generation(self, state: SearchState, ops: Operators, ladder: Ladder, run_dir: Path | None,
+                       report) -> SearchState:
+        """``method="es"``: one OpenAI-ES generation of the parametric map (``_es_search``), its losses scored and
+        cached like GP candidates (rung 0, then promotion); the baselines join generation 0; after the last
+        generation the best map's distilled closed forms are trained as candidates too."""
+        from symloss.search._es import state_from_json, state_to_json
+        from symloss.search._es_search import distill_best, es_generation, es_initial_state
+
+        start = time.perf_counter()
+        u_range = state.data_ranges.get("mirror")
+        es = state_from_json(state.es) if state.es else es_initial_state(self.config, u_range)
+        generation = state.generation + 1
+        extra = {b.key: b for b in baselines(self.config.baselines)} if generation == 0 else {}
+        cache = dict(state.cache)
+
+        def evaluate(losses: list[MirrorLoss], label: str) -> list[FitnessResult]:
+            cands = [_candidate_of(loss, ops) for loss in losses]
+            jobs = {c.key: c.loss for c in cands if c.loss is not None and c.key not in cache}
+            jobs.update({k: b.loss for k, b in extra.items() if k not in cache})
+            report(f"gen {generation}: rung 0, {len(jobs)} {label}")
+            results = ladder.evaluate(jobs, 0, {})
+            for cand in cands:
+                if cand.loss is not None and cand.key in results and cand.key not in cache:
+                    cache[cand.key] = _record(cand, results[cand.key], generation)
+            if extra:
+                cache.update(baseline_records({k: results[k] for k in extra if k in results},
+                                              {k: b.loss for k, b in extra.items()},
+                                              {k: b.label for k, b in extra.items()}, generation))
+                extra.clear()
+            return [FitnessResult(cache[c.key]["mean"], cache[c.key]["std"], cache[c.key]["reason"])
+                    if c.loss is not None else FitnessResult(WORST, reason=c.reason) for c in cands]
+
+        es, metrics, _ = es_generation(es, self.config, lambda losses: evaluate(losses, "ES maps"))
+        if generation == self.config.generations:  # the best map as short closed forms, trained as candidates
+            forms = distill_best(es, u_range, seed=self.config.seed)
+            loss = base_loss(self.config)
+            evaluate([loss.replace(mirror=d.expr, name="distilled") for d in forms], "distilled forms")
+            metrics["distilled"] = len(forms)
+        state = replace(state, generation=generation, cache=cache, es=state_to_json(es))
+        state = replace(state, history=(*state.history, {**{
+            k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}, "generation": generation}))
+        if run_dir is not None:
+            save_checkpoint(run_dir, state)
+        state = promote(state, ladder, self.config, save=self._saver(run_dir), report=report)
+        history = dict(state.history[-1])
+        history["seconds"] = round(time.perf_counter() - start, 3)
+        best = [r["mean"] for r in state.cache.values() if r.get("kind") == "discovered" and not r["reason"]]
+        history["best"] = max(best, default=WORST)
+        state = replace(state, history=(*state.history[:-1], history))
+        if run_dir is not None:
+            save_checkpoint(run_dir, state)
+            with open(run_dir / "log.jsonl", "a") as log:
+                log.write(json.dumps(history) + "\n")
+        return state
+
     def _aliases(self, candidates: list[Candidate], state: SearchState) -> dict[str, str]:
         """Candidate key -> the key of an equivalent loss already known (semantic deduplication on the data's u
         range, ``_dedup``); new candidates' signatures are kept in ``self._signatures`` for :meth:`_label`."""
@@ -273,6 +331,28 @@ class LossSearch:
                 known[cand.key] = sig
                 self._signatures[cand.key] = sig
         return aliases
+
+    def _novelty(self, state: SearchState):
+        """The semantic filter of ``ask``: a candidate is novel unless equivalent on the data's u range to a
+        cached loss or to one it already accepted (then the child is mutated again, up to NOVELTY_ATTEMPTS)."""
+        ranges = self._dedup_ranges(state)
+        if not ranges:
+            return lambda candidate: True
+        known = {key: Signature.from_json(r["signature"]) for key, r in state.cache.items()
+                 if r.get("signature") and r.get("kind", "discovered") == "discovered"}
+
+        def novel(candidate: Candidate) -> bool:
+            try:
+                sig = signature(candidate.exprs, ranges, temporal=self.config.temporal)
+            except ValueError:
+                return True
+            if sig is None:
+                return True
+            if find_equivalent(sig, known) is not None:
+                return False
+            known[candidate.key] = sig
+            return True
+        return novel
 
     def _dedup_ranges(self, state: SearchState) -> dict[str, tuple[float, float]]:
         """Where candidates must agree to be one loss: the data's u range; {} when the fitness gives none (then
@@ -355,7 +435,7 @@ class LossSearch:
         if row["kind"] == "baseline":
             return loss_of(self.state_.cache[row["key"]], self.config, row["key"])
         slots = {slot: stabilise(parse_formula(row[slot], SLOT_SPECS[slot])) for slot in self.config.slots}
-        return base_loss(self.config).replace(**slots, name=f"symloss_{row['key'][:8].replace(':', '')}")
+        return base_loss(self.config).replace(**slots, name=loss_name(row["key"]))
 
     def sympy(self, index: int = 0) -> dict[str, sp.Expr]:
         """SymPy expression of each evolved slot of hall-of-fame row ``index``."""
@@ -388,6 +468,18 @@ class LossSearch:
             best_baselines = top_records(self.state_.cache, "baseline", 1)
             plot_mirror(self.best_, run_dir / "mirror.png", u_range=self.state_.data_ranges.get("mirror"),
                         baselines=[loss_of(self.state_.cache[k], self.config, k) for k in best_baselines])
+
+
+def _candidate_of(loss: MirrorLoss, ops: Operators) -> Candidate:
+    """A loss with a given mirror map (ES, distillation) as a keyed, checked candidate."""
+    exprs = {"mirror": loss.mirror}
+    constant, _ = loss.mirror.as_coeff_Add()
+    exprs["mirror"] = loss.mirror - constant
+    key = f"mirror:{canonical_key(exprs['mirror'])}"
+    result = ops.checks["mirror"](exprs["mirror"])
+    reason = "" if result else f"mirror: {result.reason}"
+    reason = reason or ops.screen(exprs)
+    return Candidate(Individual({}), exprs, key, complexity(exprs["mirror"]), None if reason else loss, reason)
 
 
 def _simplest_formulas(record: Mapping[str, Any]) -> dict[str, str]:
