@@ -124,3 +124,50 @@ def test_a_fitness_without_at_has_one_rung(tmp_path):
                         seed=1, confirm=0, baselines="none").fit()
     assert set(search.hall_of_fame_["rung"]) == {0}
     assert set(search.hall_of_fame_["kind"]) == {"discovered"}
+
+
+class OnHopperRange(SeededTarget):
+    """SeededTarget whose data lies where Hopper noisy's summed log-probs do: u in [-340, -70]."""
+
+    def at(self, protocol):
+        return OnHopperRange(protocol, self.calls, self.fail_after)
+
+    def u_ranges(self, aggregation, widen=True):
+        return {"mirror": (-560.0, -1e-4), "imitation": (-548.0, -1e-4)} if widen else \
+            {"mirror": (-340.0, -70.0), "imitation": (-330.0, -70.0)}
+
+
+def test_equivalent_forms_share_one_entry_and_flat_maps_never_train(tmp_path):
+    from symloss.search._dedup import Signature, equivalent
+
+    fitness = OnHopperRange()
+    search = _search(tmp_path, fitness, population=8, generations=2, baselines="none").fit()
+    cache = search.state_.cache
+    records = [r for r in cache.values() if r.get("kind") == "discovered"]
+    sigs = [Signature.from_json(r["signature"]) for r in records]
+    assert all(not equivalent(a, b) for i, a in enumerate(sigs) for b in sigs[i + 1:])  # no two rows are one loss
+    # the zoo's u, u - log1mexp(u) and u + tanh(u) are one loss on [-340, -70]: one row, its simplest form shown
+    hof = search.hall_of_fame_
+    row = hof[hof["expression"] == "mirror: u"]
+    assert len(row) == 1 and row["forms"].iloc[0] >= 3 and row["family"].iloc[0] == "DPO, effective beta 0.1"
+    assert search.history_["merged"].sum() >= 2
+    # softplus(u) is flat there in float32: refused before training, so it has no entry
+    assert not any(r["formulas"]["mirror"] == "softplus(u)" for r in records)
+    trained = sum(n for n, seeds in fitness.calls if seeds == (0, 1))
+    assert trained == len(records)  # every loss trained at rung 0 has exactly one entry (no baselines here)
+
+
+def test_the_hall_of_fame_shows_one_row_per_loss_with_the_simplest_form():
+    from symloss.search._artefacts import hall_of_fame_table
+
+    entry = {"mean": 5.0, "std": 1.0, "seeds": [0, 1, 2], "per_seed": [4.0, 5.0, 6.0], "reason": ""}
+    cache = {"mirror:aa": {"mean": 5.0, "std": 1.0, "reason": "", "complexity": 5, "generation": 0,
+                           "kind": "discovered", "rung": 1, "rungs": {"0": entry, "1": entry},
+                           "formulas": {"mirror": "plog(pdiv(-0.839, u))"}, "latex": {"mirror": "a"},
+                           "aliases": [{"key": "mirror:bb", "complexity": 3, "formulas": {"mirror": "-plog(u)"},
+                                        "latex": {"mirror": "b"}}]}}
+    table = hall_of_fame_table(cache, 5)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["expression"] == "mirror: -plog(u)" and row["forms"] == 2 and row["complexity"] == 3
+    assert row["seeds"] == 3 and row["ci_low"] < 5.0 < row["ci_high"]

@@ -173,7 +173,7 @@ def build_operators(config: SearchConfig, *, u_ranges: Mapping[str, tuple[float,
                                       **({"u_range": u_ranges.get(slot)} if slot in U_RANGE_SLOTS else {}))
               for slot in config.slots}
     return Operators(config, psets, base, generate, _limit(gp.cxOnePoint, config), mutations, checks,
-                     _flatness_screen(config, base, dict(data_ranges or {})))
+                     screen=_flatness_screen(config, base, dict(data_ranges or {})))
 
 
 def _flatness_screen(config: SearchConfig, base: MirrorLoss,
