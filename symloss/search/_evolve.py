@@ -183,6 +183,8 @@ def _flatness_screen(config: SearchConfig, base: MirrorLoss,
     from symloss.search._dedup import flat_reason
 
     def screen(exprs: Mapping[str, sp.Expr]) -> str:
+        if "mirror" not in exprs:  # one slot checked on its own (initial draws)
+            return ""
         reason = flat_reason(exprs["mirror"], data_ranges["mirror"], beta=base.beta, temporal=config.temporal)
         return f"mirror: {reason}" if reason else ""
     return screen
