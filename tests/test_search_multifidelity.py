@@ -171,3 +171,20 @@ def test_the_hall_of_fame_shows_one_row_per_loss_with_the_simplest_form():
     row = table.iloc[0]
     assert row["expression"] == "mirror: -plog(u)" and row["forms"] == 2 and row["complexity"] == 3
     assert row["seeds"] == 3 and row["ci_low"] < 5.0 < row["ci_high"]
+
+
+def test_fit_ends_with_the_held_out_confirmation_and_a_resume_does_not_redo_it(tmp_path):
+    fitness = SeededTarget()
+    search = _search(tmp_path, fitness, confirm=1, generations=1).fit()
+    run = tmp_path / "run"
+    held_out = [seeds for _, seeds in fitness.calls if seeds and seeds[0] >= 100]
+    assert held_out == [tuple(range(100, 110))]  # one batched job on the final protocol's fresh seeds
+    kinds = [c.kind for c in search.contenders()]
+    assert kinds == ["discovered", "baseline"]
+    report = (run / "report.md").read_text()
+    assert report.count("Verdict: ") == 1 and "search fitness (not a result)" in report
+    assert search.confirmation_.verdict.line() in report
+    calls = len(fitness.calls)
+    again = LossSearch.resume(run, fitness=fitness, progress=False).fit()
+    assert len(fitness.calls) == calls and again.confirmation_ is None  # same contenders: nothing retrained
+    assert sorted(p.name for p in run.glob("report*.md")) == ["report.md"]

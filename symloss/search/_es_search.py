@@ -26,17 +26,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import sympy as sp
 
 from symloss.expr import canonical_key, check_mirror, compile_expr, complexity, round_constants
 from symloss.objectives import MirrorLoss
+from symloss.search._baselines import baselines
 from symloss.search._config import SearchConfig
 from symloss.search._distill import Distilled, distill_mirror, map_error, range_grid, unit_map
-from symloss.search._es import ESState, ask, basis, check_u_range, init_state, mirror_expr, tell
-from symloss.search._evolve import base_loss
-from symloss.search._fitness import FitnessResult, safe_call
+from symloss.search._es import (
+    ESState,
+    ask,
+    basis,
+    check_u_range,
+    init_state,
+    mirror_expr,
+    state_from_json,
+    state_to_json,
+    tell,
+)
+from symloss.search._evolve import Candidate, Operators, SearchState, base_loss, make_record
+from symloss.search._fitness import WORST, FitnessResult, safe_call
+from symloss.search._individual import Individual
+from symloss.search._multifidelity import Ladder, baseline_records
 from symloss.validation import ConfigError, check_range
 
 Evaluate = Callable[[list[MirrorLoss]], "Sequence[FitnessResult]"]
@@ -142,4 +156,54 @@ def distill_best(state: ESState, u_range: Sequence[float] | None = None, *, seed
     return chosen
 
 
-__all__ = ["distill_best", "es_generation", "es_initial_state", "es_loss", "sparse_fits"]
+# -- one ES generation inside LossSearch ----------------------------------------------------------------------
+
+def candidate_of(loss: MirrorLoss, ops: Operators) -> Candidate:
+    """A loss with a given mirror map (ES, distillation) as a keyed, checked candidate (constant dropped)."""
+    constant, _ = loss.mirror.as_coeff_Add()
+    exprs = {"mirror": loss.mirror - constant}
+    key = f"mirror:{canonical_key(exprs['mirror'])}"
+    result = ops.checks["mirror"](exprs["mirror"])
+    reason = ("" if result else f"mirror: {result.reason}") or ops.screen(exprs)
+    return Candidate(Individual({}), exprs, key, complexity(exprs["mirror"]), None if reason else loss, reason)
+
+
+def es_step(state: SearchState, config: SearchConfig, ops: Operators, ladder: Ladder, report) -> SearchState:
+    """``state`` after one ES generation of a search: the thetas' losses scored at rung 0 (new keys only, one
+    batched job; the baselines join generation 0) and cached like GP candidates; after the last generation the
+    best map's distilled closed forms are trained as candidates too. The ES state rides in ``state.es``;
+    promotion and checkpoints are the caller's."""
+    u_range = state.data_ranges.get("mirror")
+    es = state_from_json(state.es) if state.es else es_initial_state(config, u_range)
+    generation = state.generation + 1
+    extra = {b.key: b for b in baselines(config.baselines)} if generation == 0 else {}
+    cache = dict(state.cache)
+
+    def evaluate(losses: list[MirrorLoss], label: str) -> list[FitnessResult]:
+        cands = [candidate_of(loss, ops) for loss in losses]
+        jobs = {c.key: c.loss for c in cands if c.loss is not None and c.key not in cache}
+        jobs.update({k: b.loss for k, b in extra.items() if k not in cache})
+        report(f"gen {generation}: rung 0, {len(jobs)} {label}")
+        results = ladder.evaluate(jobs, 0, {})
+        for cand in cands:
+            if cand.loss is not None and cand.key in results and cand.key not in cache:
+                cache[cand.key] = make_record(cand, results[cand.key], generation)
+        if extra:
+            cache.update(baseline_records({k: results[k] for k in extra if k in results},
+                                          {k: b.loss for k, b in extra.items()},
+                                          {k: b.label for k, b in extra.items()}, generation))
+            extra.clear()
+        return [FitnessResult(cache[c.key]["mean"], cache[c.key]["std"], cache[c.key]["reason"])
+                if c.loss is not None else FitnessResult(WORST, reason=c.reason) for c in cands]
+
+    es, metrics, _ = es_generation(es, config, lambda losses: evaluate(losses, "ES maps"))
+    if generation == config.generations:
+        forms = distill_best(es, u_range, seed=config.seed)
+        base = base_loss(config)
+        evaluate([base.replace(mirror=d.expr, name="distilled") for d in forms], "distilled forms")
+        metrics["distilled"] = len(forms)
+    entry = {**{k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}, "generation": generation}
+    return replace(state, generation=generation, cache=cache, es=state_to_json(es), history=(*state.history, entry))
+
+
+__all__ = ["candidate_of", "distill_best", "es_generation", "es_initial_state", "es_loss", "es_step", "sparse_fits"]

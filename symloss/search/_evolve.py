@@ -365,7 +365,7 @@ def short_reason(reason: str) -> str:
     return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
 
 
-def _record(candidate: Candidate, result: FitnessResult, generation: int) -> dict[str, Any]:
+def make_record(candidate: Candidate, result: FitnessResult, generation: int) -> dict[str, Any]:
     reason = short_reason(result.reason or candidate.reason)
     return {"mean": result.mean, "std": result.std, "reason": reason,
             "complexity": candidate.complexity, "generation": generation, "kind": "discovered", "rung": 0,
@@ -399,7 +399,7 @@ def tell(state: SearchState, candidates: Sequence[Candidate], results: Mapping[s
             result = results.get(key, FitnessResult(WORST, 0.0, "not evaluated"))
             n_new += 1
         if cand.loss is not None and key not in cache:
-            cache[key] = _record(cand, result, generation)
+            cache[key] = make_record(cand, result, generation)
         mean = result.mean if math.isfinite(result.mean) and not result.reason else WORST
         cand.individual.fitness.values = (mean, float(cand.complexity))
         cand.individual.key = key if cand.loss is not None else ""

@@ -32,20 +32,17 @@ from typing import Any
 import pandas as pd
 import sympy as sp
 
-from symloss.expr import canonical_key, complexity, parse_formula, stabilise
+from symloss.expr import parse_formula, stabilise
 from symloss.objectives import SLOT_SPECS, MirrorLoss
 from symloss.search import _artefacts as art
 from symloss.search import _rundir
 from symloss.search._baselines import baselines
 from symloss.search._checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
-from symloss.search._dedup import Signature, family, find_equivalent, signature
 from symloss.search._evolve import (
     U_RANGE_SLOTS,
-    Candidate,
     Operators,
     SearchState,
-    _record,
     ask,
     base_loss,
     build_operators,
@@ -53,11 +50,11 @@ from symloss.search._evolve import (
     tell,
 )
 from symloss.search._fitness import WORST, FitnessFn, FitnessResult, benchmark_fitness
-from symloss.search._individual import Individual
 from symloss.search._multifidelity import Ladder, baseline_records, loss_name, loss_of, promote, top_records
 from symloss.search._plots import plot_fitness, plot_mirror, plot_pareto
 from symloss.search._ray import RayFitness
 from symloss.search._rundir import RunDirError
+from symloss.search._semantic import SemanticIndex
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +124,6 @@ class LossSearch:
         if callable(validate):
             validate()  # env and dataset names (the device is checked by the protocol, a TrainConfig)
         self.confirmation_ = None
-        self._signatures: dict[str, Signature] = {}
         with self._run_dir() as run_dir:
             state = self._initial_state(ops, run_dir)
             prepare = getattr(fitness, "prepare", None)
@@ -173,8 +169,9 @@ class LossSearch:
                     report) -> SearchState:
         start = time.perf_counter()
         first = state.generation < 0
-        candidates, state = ask(state, replace(ops, novel=self._novelty(state)))
-        aliases = self._aliases(candidates, state)
+        index = SemanticIndex(state, self.config)  # one loss, one entry: equivalent forms are merged
+        candidates, state = ask(state, replace(ops, novel=index.novel))
+        aliases = index.aliases(candidates)
         pending: dict[str, MirrorLoss] = {}
         for cand in candidates:
             key = aliases.get(cand.key, cand.key)
@@ -187,7 +184,7 @@ class LossSearch:
         jobs = {**pending, **{k: b.loss for k, b in extra.items()}}
         results = ladder.evaluate(jobs, 0, {})  # ONE batched job for the generation (and the baselines)
         state, metrics = tell(state, candidates, {k: results[k] for k in pending}, ops, aliases)
-        state = self._label(state)
+        state = index.label(state)
         if extra:
             records = baseline_records({k: results[k] for k in extra}, {k: b.loss for k, b in extra.items()},
                                        {k: b.label for k, b in extra.items()}, state.generation)
@@ -236,11 +233,12 @@ class LossSearch:
         from symloss.search._confirm import confirm, write_contenders
         from symloss.search._report import write_report
 
-        if run_dir is not None and (run_dir / "report.md").exists():
-            logger.info("held-out confirmation: %s exists (rerun with `symloss confirm`)", run_dir / "report.md")
-            return None
         contenders = self.contenders()
         if not contenders:
+            return None
+        if run_dir is not None and (run_dir / "report.md").exists() and _same_contenders(run_dir, contenders):
+            logger.info("held-out confirmation: %s has these contenders (rerun with `symloss confirm`)",
+                        run_dir / "report.md")
             return None
         if run_dir is not None:
             write_contenders(run_dir / "contenders.json", contenders)
@@ -252,45 +250,11 @@ class LossSearch:
 
     def _es_generation(self, state: SearchState, ops: Operators, ladder: Ladder, run_dir: Path | None,
                        report) -> SearchState:
-        """``method="es"``: one OpenAI-ES generation of the parametric map (``_es_search``), its losses scored and
-        cached like GP candidates (rung 0, then promotion); the baselines join generation 0; after the last
-        generation the best map's distilled closed forms are trained as candidates too."""
-        from symloss.search._es import state_from_json, state_to_json
-        from symloss.search._es_search import distill_best, es_generation, es_initial_state
+        """``method="es"``: one ES generation (``_es_search.es_step``), then its promotions, as for GP."""
+        from symloss.search._es_search import es_step
 
         start = time.perf_counter()
-        u_range = state.data_ranges.get("mirror")
-        es = state_from_json(state.es) if state.es else es_initial_state(self.config, u_range)
-        generation = state.generation + 1
-        extra = {b.key: b for b in baselines(self.config.baselines)} if generation == 0 else {}
-        cache = dict(state.cache)
-
-        def evaluate(losses: list[MirrorLoss], label: str) -> list[FitnessResult]:
-            cands = [_candidate_of(loss, ops) for loss in losses]
-            jobs = {c.key: c.loss for c in cands if c.loss is not None and c.key not in cache}
-            jobs.update({k: b.loss for k, b in extra.items() if k not in cache})
-            report(f"gen {generation}: rung 0, {len(jobs)} {label}")
-            results = ladder.evaluate(jobs, 0, {})
-            for cand in cands:
-                if cand.loss is not None and cand.key in results and cand.key not in cache:
-                    cache[cand.key] = _record(cand, results[cand.key], generation)
-            if extra:
-                cache.update(baseline_records({k: results[k] for k in extra if k in results},
-                                              {k: b.loss for k, b in extra.items()},
-                                              {k: b.label for k, b in extra.items()}, generation))
-                extra.clear()
-            return [FitnessResult(cache[c.key]["mean"], cache[c.key]["std"], cache[c.key]["reason"])
-                    if c.loss is not None else FitnessResult(WORST, reason=c.reason) for c in cands]
-
-        es, metrics, _ = es_generation(es, self.config, lambda losses: evaluate(losses, "ES maps"))
-        if generation == self.config.generations:  # the best map as short closed forms, trained as candidates
-            forms = distill_best(es, u_range, seed=self.config.seed)
-            loss = base_loss(self.config)
-            evaluate([loss.replace(mirror=d.expr, name="distilled") for d in forms], "distilled forms")
-            metrics["distilled"] = len(forms)
-        state = replace(state, generation=generation, cache=cache, es=state_to_json(es))
-        state = replace(state, history=(*state.history, {**{
-            k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}, "generation": generation}))
+        state = es_step(state, self.config, ops, ladder, report)
         if run_dir is not None:
             save_checkpoint(run_dir, state)
         state = promote(state, ladder, self.config, save=self._saver(run_dir), report=report)
@@ -304,72 +268,6 @@ class LossSearch:
             with open(run_dir / "log.jsonl", "a") as log:
                 log.write(json.dumps(history) + "\n")
         return state
-
-    def _aliases(self, candidates: list[Candidate], state: SearchState) -> dict[str, str]:
-        """Candidate key -> the key of an equivalent loss already known (semantic deduplication on the data's u
-        range, ``_dedup``); new candidates' signatures are kept in ``self._signatures`` for :meth:`_label`."""
-        ranges = self._dedup_ranges(state)
-        self._signatures = {}
-        if not ranges:
-            return {}
-        known = {key: Signature.from_json(r["signature"]) for key, r in state.cache.items()
-                 if r.get("signature") and r.get("kind", "discovered") == "discovered"}
-        aliases: dict[str, str] = {}
-        for cand in candidates:
-            if cand.loss is None or cand.key in state.cache or cand.key in aliases or cand.key in self._signatures:
-                continue
-            try:
-                sig = signature(cand.exprs, ranges, temporal=self.config.temporal)
-            except ValueError:
-                sig = None
-            if sig is None:
-                continue
-            match = find_equivalent(sig, known)
-            if match is not None:
-                aliases[cand.key] = match
-            else:
-                known[cand.key] = sig
-                self._signatures[cand.key] = sig
-        return aliases
-
-    def _novelty(self, state: SearchState):
-        """The semantic filter of ``ask``: a candidate is novel unless equivalent on the data's u range to a
-        cached loss or to one it already accepted (then the child is mutated again, up to NOVELTY_ATTEMPTS)."""
-        ranges = self._dedup_ranges(state)
-        if not ranges:
-            return lambda candidate: True
-        known = {key: Signature.from_json(r["signature"]) for key, r in state.cache.items()
-                 if r.get("signature") and r.get("kind", "discovered") == "discovered"}
-
-        def novel(candidate: Candidate) -> bool:
-            try:
-                sig = signature(candidate.exprs, ranges, temporal=self.config.temporal)
-            except ValueError:
-                return True
-            if sig is None:
-                return True
-            if find_equivalent(sig, known) is not None:
-                return False
-            known[candidate.key] = sig
-            return True
-        return novel
-
-    def _dedup_ranges(self, state: SearchState) -> dict[str, tuple[float, float]]:
-        """Where candidates must agree to be one loss: the data's u range; {} when the fitness gives none (then
-        forms are not merged: a user's fitness may score maps anywhere)."""
-        return dict(state.data_ranges)
-
-    def _label(self, state: SearchState) -> SearchState:
-        """New records get their signature (for later dedup) and their loss-family label."""
-        cache = dict(state.cache)
-        ranges = self._dedup_ranges(state)
-        base = base_loss(self.config)
-        for key, sig in getattr(self, "_signatures", {}).items():
-            if key in cache and "signature" not in cache[key]:
-                exprs = {slot: parse_formula(text, SLOT_SPECS[slot]) for slot, text in cache[key]["formulas"].items()}
-                label = family(exprs, ranges, beta=base.beta, base=self.config.base, temporal=self.config.temporal)
-                cache[key] = {**cache[key], "signature": sig.to_json(), "family": label}
-        return replace(state, cache=cache)
 
     def _initial_state(self, ops: Operators, run_dir: Path | None) -> SearchState:
         if self._resume and run_dir is not None and (run_dir / "checkpoint.json").exists():
@@ -470,16 +368,15 @@ class LossSearch:
                         baselines=[loss_of(self.state_.cache[k], self.config, k) for k in best_baselines])
 
 
-def _candidate_of(loss: MirrorLoss, ops: Operators) -> Candidate:
-    """A loss with a given mirror map (ES, distillation) as a keyed, checked candidate."""
-    exprs = {"mirror": loss.mirror}
-    constant, _ = loss.mirror.as_coeff_Add()
-    exprs["mirror"] = loss.mirror - constant
-    key = f"mirror:{canonical_key(exprs['mirror'])}"
-    result = ops.checks["mirror"](exprs["mirror"])
-    reason = "" if result else f"mirror: {result.reason}"
-    reason = reason or ops.screen(exprs)
-    return Candidate(Individual({}), exprs, key, complexity(exprs["mirror"]), None if reason else loss, reason)
+def _same_contenders(run_dir: Path, contenders: list) -> bool:
+    """Whether ``run_dir/contenders.json`` holds these contenders (same labels and losses)."""
+    from symloss.search._confirm import read_contenders
+
+    try:
+        stored = read_contenders(run_dir / "contenders.json")
+    except (OSError, ValueError):
+        return False
+    return [(c.label, c.loss.to_dict()) for c in stored] == [(c.label, c.loss.to_dict()) for c in contenders]
 
 
 def _simplest_formulas(record: Mapping[str, Any]) -> dict[str, str]:
