@@ -183,7 +183,7 @@ def test_zoo_prints_every_loss(session):
         assert f"{name}:\n" in out
 
 
-@pytest.mark.parametrize("argv", [[], ["search"], ["data"], ["data", "build"], ["eval"], ["export"], ["zoo"]])
+@pytest.mark.parametrize("argv", [[], ["search"], ["confirm"], ["data"], ["data", "build"], ["eval"], ["export"], ["zoo"]])
 def test_help_of_each_command_is_plain_text(argv, capsys):
     with pytest.raises(SystemExit) as done:
         main([*argv, "--help"])
@@ -191,6 +191,6 @@ def test_help_of_each_command_is_plain_text(argv, capsys):
     assert done.value.code == 0 and out.startswith(f"usage: {' '.join(['symloss', *argv])}")
     assert "``" not in out and ":class:" not in out
     if not argv:
-        assert all(command in out for command in ("search", "data", "eval", "export", "zoo"))
+        assert all(command in out for command in ("search", "confirm", "data", "eval", "export", "zoo"))
     if argv == ["search"]:
         assert "Benchmark environment: hopper or tla" in out and "--constant-range A,B" in out

@@ -91,7 +91,8 @@ def test_equal_losses_with_noise_tie_and_say_how_many_seeds_would_resolve_it():
 def test_a_tie_report_says_how_to_resolve_it(tmp_path):
     confirmation = run({"found": 1.0, "dpo": 0.0, "ipo": -60.0})
     text = write_report(tmp_path, confirmation, config=SearchConfig()).read_text()
-    assert f"`symloss confirm {tmp_path} --seeds {confirmation.verdict.seeds_needed}`" in text
+    assert (f"`symloss confirm {tmp_path} --env hopper --dataset noisy --seeds {confirmation.verdict.seeds_needed}`"
+            in text)
 
 
 def test_the_best_baseline_is_chosen_on_the_confirmation_not_the_search():
@@ -108,10 +109,22 @@ def test_all_contenders_are_trained_in_one_batched_call():
     assert fitness.calls == [["found", "dpo", "ipo"]]
 
 
-def test_the_paired_ci_is_the_bootstrap_ci_of_the_differences_and_ignores_a_common_seed_effect():
+def test_two_or_three_positive_differences_are_not_a_win():
+    # the bootstrap alone spans about [min d, max d]: it would call these wins (t-test p = 0.20, 0.12)
+    assert paired_verdict([1.0, 2.0], [0.0, 0.0]).outcome == "tie"
+    assert paired_verdict([1.0, 2.0, 0.5], [0.0, 0.0, 0.0]).outcome == "tie"
+
+
+def test_the_paired_ci_is_the_hull_of_the_bootstrap_and_t_intervals_and_ignores_a_common_seed_effect():
+    from scipy import stats
+
     x, y = np.array([3.0, 5.0, 4.0, 8.0, 6.0]), np.array([1.0, 2.0, 2.0, 5.0, 5.0])
     v = paired_verdict(x, y)
-    assert v.ci == mean_ci(x - y) and v.difference == pytest.approx(2.2)
+    d = x - y
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    boot = mean_ci(d)
+    assert v.ci == pytest.approx((min(boot[0], d.mean() - half), max(boot[1], d.mean() + half)))
+    assert v.difference == pytest.approx(2.2)
     shifted = paired_verdict(x + [0, 500, -300, 90, 7], y + [0, 500, -300, 90, 7])
     assert shifted.ci == pytest.approx(v.ci) and shifted.outcome == v.outcome == "win"
 
@@ -205,7 +218,7 @@ def test_report_has_the_setting_the_table_one_verdict_line_and_the_plot(tmp_path
     assert path.name == "report.md" and (tmp_path / "confirm.png").read_bytes()[:4] == b"\x89PNG"
     assert "hopper/noisy" in text and "protocol `final`" in text and "Training seeds 100..109 (10)" in text
     assert "reset(seed=10000) .. reset(seed=10015)" in text and "Held out: none of these seeds" in text
-    assert "favours the baseline, so a WIN is a conservative claim" in text
+    assert "which favours the baseline): a WIN is a conservative claim" in text
     assert "| " + " | ".join(TABLE_COLUMNS) + " |" in text and "search fitness (not a result)" in text
     assert "| symloss_found m(u) = -log(-u) | discovered | 1500 ± 20 (rung 1, 6 seeds) |" in text
     assert "| dpo(tuned) | baseline | 1400 ± 30 (rung 1, 2 seeds) |" in text and "(the best baseline)" in text
@@ -341,3 +354,13 @@ def test_symloss_confirm_without_contenders_says_how_to_get_them(tmp_path, capsy
     assert main(["confirm", str(tmp_path)]) == 2
     assert "contenders.json: no such file; a search writes it when it ends" in capsys.readouterr().err
 
+
+
+def test_the_verdict_is_for_the_searchs_top_discovered_loss_not_the_best_on_the_held_out_seeds():
+    # "second" scores higher on the held-out seeds, but "first" is the search's pick (listed first): picking the
+    # better of two on the data that judges them would bias the claim upwards
+    confirmation = run({"first": -40.0, "second": 40.0, "dpo": 0.0}, discovered=("first", "second"),
+                       baselines=("dpo",))
+    assert confirmation.verdict.discovered == "symloss_first m(u) = -log(-u)"
+    assert confirmation.verdict.outcome == "loss"
+    assert confirmation.comparisons["symloss_second m(u) = -log(-u)"].outcome == "win"  # in the table, not the verdict

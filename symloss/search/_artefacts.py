@@ -115,13 +115,14 @@ def _row(key: str, r: Mapping[str, Any]) -> dict[str, Any]:
             "family": r.get("family", ""), "forms": len(forms),
             "latex": "; ".join(f"{slot}: {text}" for slot, text in shown_latex.items()),
             "expression": "; ".join(f"{slot}: {text}" for slot, text in shown_formulas.items()),
-            "generation": r["generation"], **({} if kind == "baseline" else dict(shown_formulas))}
+            "generation": r["generation"], **({} if kind == "baseline" else dict(r["formulas"]))}
 
 
 def hall_of_fame_table(cache: Mapping[str, Mapping[str, Any]], size: int, *, baselines: int = 0) -> pd.DataFrame:
     """Valid evaluated losses, best first: the ``size`` best discovered ones and the ``baselines`` best baselines,
     ranked together by the highest rung reached, then the mean there (then the simplest). Equivalent forms
-    (``aliases``) are one row showing the simplest form; ``forms`` counts them."""
+    (``aliases``) are one row whose ``expression`` shows the simplest form and ``forms`` counts them; the slot
+    columns hold the form that was trained and scored (what :meth:`LossSearch.loss` and best.json give)."""
     rows = [_row(key, r) for key, r in cache.items() if not r["reason"] and r["mean"] > WORST]
     if not rows:
         return pd.DataFrame(columns=HOF_COLUMNS)

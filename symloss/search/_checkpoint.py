@@ -221,6 +221,8 @@ class _Reader:
         for name in ("name", "family"):
             if name in record and (not isinstance(record[name], str) or len(record[name]) > 300):
                 raise self.fail(f"{where}.{name}", record[name], "a text of at most 300 characters")
+        if "select" in record:
+            self.number(record["select"], f"{where}.select", finite=False)
         if "rung" in record and (isinstance(record["rung"], bool) or not isinstance(record["rung"], int)
                                  or record["rung"] < 0):
             raise self.fail(f"{where}.rung", record["rung"], "an integer >= 0")

@@ -226,10 +226,11 @@ class SearchConfig:
         given = self._protocol_from(self.confirm_protocol, "confirm_protocol", inherit_start=False)
         rungs = [self.train] + [self._protocol_from(spec, "rungs") for spec in self.rungs]
         moved = {}
-        if "first_seed=" not in self.confirm_protocol and any(
+        named = _spec_fields(self.confirm_protocol)
+        if "first_seed" not in named and any(
                 set(given.seed_list) & set(r.seed_list) for r in rungs):
             moved["first_seed"] = max(max(r.seed_list) for r in rungs) + 1
-        if "eval_seed=" not in self.confirm_protocol and any(
+        if "eval_seed" not in named and any(
                 given.eval_seed < r.eval_seed + r.episodes and r.eval_seed < given.eval_seed + given.episodes
                 for r in rungs):
             moved["eval_seed"] = max(r.eval_seed + r.episodes for r in rungs)
@@ -244,12 +245,11 @@ class SearchConfig:
         try:
             if "=" in head:  # overrides of train
                 given = TrainConfig.from_spec(f"search:{spec}", device_here=False)
-                changed = {f.name: getattr(given, f.name) for f in dataclasses.fields(TrainConfig)
-                           if f"{f.name}=" in spec}
+                changed = {name: getattr(given, name) for name in _spec_fields(spec)}
                 return dataclasses.replace(self.train, device_here=False, **changed)
             base = {"eval_seed": self.train.eval_seed} if inherit_start else {}
             given = TrainConfig.from_spec(spec, device_here=False)
-            named = {f.name for f in dataclasses.fields(TrainConfig) if f"{f.name}=" in spec}
+            named = _spec_fields(spec)
             return dataclasses.replace(given, device_here=False,
                                        **{k: v for k, v in {**keep, **base}.items() if k not in named})
         except ConfigError as exc:
@@ -286,6 +286,11 @@ class SearchConfig:
                                   "as keywords, not both")
             search["train"] = {**(search.get("train") or {}), **train}
         return cls(**search)
+
+
+def _spec_fields(spec: str) -> set[str]:
+    """The field names a protocol spec sets: ``"final:seeds=8:eps=1e-5"`` -> {"seeds", "eps"}."""
+    return {part.partition("=")[0].strip() for part in spec.split(":") if "=" in part}
 
 
 FLAT_PROTOCOL_KEYS = ("steps", "batch_size", "lr", "episodes", "seeds", "fitness", "device")

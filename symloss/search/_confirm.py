@@ -4,10 +4,12 @@ A search ends by writing its contenders (``contenders.json``: the top discovered
 with the search's own numbers for reference) and retraining them with the run's ``confirm_protocol``, on
 training seeds and start states that no rung of the search used. :func:`confirm` trains every contender in
 ONE batched fitness call (common seeds and start states, so per-seed scores pair up) and computes, per loss,
-the mean, std and a bootstrap 95% CI of the mean; :func:`paired_verdict` compares the best discovered loss
-with the best baseline on the paired per-seed differences d_s = x_s - y_s:
+the mean, std and a bootstrap 95% CI of the mean; :func:`paired_verdict` compares the search's best discovered
+loss with the best baseline on the paired per-seed differences d_s = x_s - y_s:
 
-- mean difference d̄ and its bootstrap CI (``scipy.stats.bootstrap``, BCa, fixed seed: deterministic);
+- mean difference d̄ and its CI: the hull of the bootstrap CI (``scipy.stats.bootstrap``, BCa, fixed seed:
+  deterministic) and the Student-t CI d̄ +- t_{0.975, n-1} sd(d) / sqrt(n) (the bootstrap alone spans little
+  more than [min d, max d] on a few seeds: 2 positive differences would read as a win);
 - paired t-test p (``scipy.stats.ttest_rel``), and Welch's unpaired p (``ttest_ind(equal_var=False)``) for
   reference;
 - outcome ``win`` iff the CI's lower end > 0, ``loss`` iff its upper end < 0, else ``tie`` (not resolved at
@@ -15,8 +17,10 @@ with the best baseline on the paired per-seed differences d_s = x_s - y_s:
 - seeds needed to resolve the observed difference (two-sided alpha, power 1 - beta, normal approximation):
   n = ceil(((z_{1-alpha/2} + z_{1-beta}) * sd(d) / |d̄|)^2).
 
-The best baseline is the one with the highest CONFIRMATION mean: chosen on the same data it is compared on,
-which favours the baseline, so a win is a conservative claim.
+The discovered loss of the verdict is fixed before the confirmation: the first discovered contender (the
+search's top-ranked one), so its confirmation mean carries no selection bias. The best baseline is the one with
+the highest CONFIRMATION mean: chosen on the data it is compared on, which favours the baseline, so a win is a
+conservative claim.
 """
 
 from __future__ import annotations
@@ -280,7 +284,9 @@ def paired_verdict(discovered: Sequence[float], baseline: Sequence[float], *, di
     numbers = {"n": int(d.size), "difference": float(d.mean()), "sd": sd}
     if d.size < 2:
         return Verdict("tie", **labels, **numbers, note="one seed: no confidence interval; rerun with more seeds")
-    ci = mean_ci(d, confidence=confidence, seed=seed)
+    boot = mean_ci(d, confidence=confidence, seed=seed)
+    half = stats.t.ppf(0.5 + confidence / 2, d.size - 1) * sd / math.sqrt(d.size)
+    ci = (min(boot[0], numbers["difference"] - half), max(boot[1], numbers["difference"] + half))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zero variance: NaN p, shown as n/a
         p_paired = float(stats.ttest_rel(x, y).pvalue)
@@ -300,7 +306,8 @@ def confirm(contenders: Sequence[Contender], fitness: FitnessFn, *, protocol_tex
 
     Results are sorted by confirmation mean (failed ones last, with their reason); each ok contender other than
     the best baseline is compared with it (:func:`paired_verdict` on their common seeds); the verdict is the
-    best discovered loss's comparison, or ``none`` saying what is missing."""
+    comparison of the first ok discovered contender in the given order (the search's top-ranked: fixed before
+    this confirmation, so not selected on it), or ``none`` saying what is missing."""
     contenders = list(contenders)
     labels = [c.label for c in contenders]
     if len(set(labels)) < len(labels):
@@ -310,6 +317,9 @@ def confirm(contenders: Sequence[Contender], fitness: FitnessFn, *, protocol_tex
     results = sorted((_result(c, a) for c, a in zip(contenders, answers, strict=True)),
                      key=lambda r: (not r.ok, -r.mean if r.ok else 0.0))
     best = {kind: next((r for r in results if r.ok and r.contender.kind == kind), None) for kind in KINDS}
+    by_label = {r.contender.label: r for r in results}
+    best["discovered"] = next((by_label[c.label] for c in contenders
+                               if c.kind == "discovered" and by_label[c.label].ok), None)
     comparisons = {}
     if best["baseline"] is not None:
         for r in results:

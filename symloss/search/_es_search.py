@@ -193,7 +193,7 @@ def es_step(state: SearchState, config: SearchConfig, ops: Operators, ladder: La
                                           {k: b.loss for k, b in extra.items()},
                                           {k: b.label for k, b in extra.items()}, generation))
             extra.clear()
-        return [FitnessResult(cache[c.key]["mean"], cache[c.key]["std"], cache[c.key]["reason"])
+        return [FitnessResult(cache[c.key].get("select", cache[c.key]["mean"]), cache[c.key]["std"], cache[c.key]["reason"])
                 if c.loss is not None else FitnessResult(WORST, reason=c.reason) for c in cands]
 
     es, metrics, _ = es_generation(es, config, lambda losses: evaluate(losses, "ES maps"))

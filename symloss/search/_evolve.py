@@ -393,7 +393,7 @@ def tell(state: SearchState, candidates: Sequence[Candidate], results: Mapping[s
             n_invalid += 1
         elif key in cache:
             stored = cache[key]
-            result = FitnessResult(stored["mean"], stored["std"], stored["reason"])
+            result = FitnessResult(stored.get("select", stored["mean"]), stored["std"], stored["reason"])
             n_cached += 1
         else:
             result = results.get(key, FitnessResult(WORST, 0.0, "not evaluated"))

@@ -25,6 +25,7 @@ from symloss.search._rungs import (
     next_promotion,
     protocol_for,
     rung_entry,
+    scoring_fingerprint,
 )
 from symloss.train import TrainConfig
 
@@ -107,18 +108,28 @@ def promote(state: SearchState, ladder: Ladder, config: SearchConfig, *,
             entry = rung_entry(result)
             entry["reason"] = short_reason(entry["reason"])
             cache[key] = apply_rung(dict(cache[key]), rung, entry)
+            cache[key]["select"] = selection_mean(cache[key], ladder.protocols)
         state = replace(state, cache=cache)
         if save:
             save(state)
     return refresh_population(state)
 
 
+def selection_mean(record: Mapping[str, Any], protocols: list[TrainConfig]) -> float:
+    """The mean selection compares: that of the highest rung scored like rung 0 (same fingerprint: more seeds,
+    same scale), so a candidate promoted to a rung with another scoring rule is not compared on another scale."""
+    base = scoring_fingerprint(protocols[0])
+    same = [int(r) for r, e in record.get("rungs", {}).items()
+            if int(r) < len(protocols) and scoring_fingerprint(protocols[int(r)]) == base and not e.get("reason")]
+    return float(record["rungs"][str(max(same))]["mean"]) if same else float(record["mean"])
+
+
 def refresh_population(state: SearchState) -> SearchState:
-    """Selection sees each individual's highest-rung mean (the population's fitness follows the cache)."""
+    """Selection sees each individual's :func:`selection_mean` (the population's fitness follows the cache)."""
     for ind in state.population:
         record = state.cache.get(ind.key) if ind.key else None
         if record is not None and not record.get("reason"):
-            ind.fitness.values = (float(record["mean"]), ind.fitness.values[1])
+            ind.fitness.values = (float(record.get("select", record["mean"])), ind.fitness.values[1])
     return state
 
 
@@ -149,5 +160,5 @@ def top_records(cache: Mapping[str, Mapping[str, Any]], kind: str, k: int) -> li
     return [key for *_, key in sorted(rows, reverse=True)[:k]]
 
 
-__all__ = ["Ladder", "baseline_records", "loss_name", "loss_of", "promote", "refresh_population", "top_records"]
+__all__ = ["Ladder", "baseline_records", "selection_mean", "loss_name", "loss_of", "promote", "refresh_population", "top_records"]
 

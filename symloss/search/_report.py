@@ -107,8 +107,10 @@ def _setting(config: SearchConfig, confirmation: Confirmation) -> list[str]:
         f"({protocol.episodes} per policy), the same for every loss (paired).",
         "- Held out: none of these seeds or start states was used by any rung of the search (the search's config "
         "refuses a confirmation protocol that overlaps a rung).",
-        "- The best baseline is the baseline with the highest confirmation mean: chosen on the data it is "
-        "compared on, which favours the baseline, so a WIN is a conservative claim.",
+        "- The verdict compares the search's top-ranked discovered loss (fixed before this confirmation, so not "
+        "selected on it) with the best baseline, the one with the highest confirmation mean (chosen on the data "
+        "it is compared on, which favours the baseline): a WIN is a conservative claim. The CI of the paired "
+        "difference is the hull of the bootstrap (BCa) and Student-t intervals.",
         "- Search fitness is the score that selected a loss (biased upwards by the selection): shown for "
         "reference, not a result.",
     ]
@@ -131,8 +133,9 @@ def write_report(run_dir: Path | str, confirmation: Confirmation, *, config: Sea
                   f"{verdict.sd:.4g}.", ""]
     lines += [power_note(verdict), ""]
     if verdict.outcome == "tie" and verdict.seeds_needed:
-        lines += [f"To resolve it: `symloss confirm {run_dir} --seeds {verdict.seeds_needed}` (another report, "
-                  "same contenders, more held-out seeds).", ""]
+        where = f" --env {config.env} --dataset {config.dataset}"  # a transfer check keeps its data
+        lines += [f"To resolve it: `symloss confirm {run_dir}{where} --seeds {verdict.seeds_needed}` (another "
+                  "report, same contenders, more held-out seeds).", ""]
     if drawn:
         lines += [f"![per-seed scores and {CONFIDENCE:.0%} CIs]({plot.name})", ""]
     with report.open("x", encoding="utf-8") as handle:

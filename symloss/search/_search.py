@@ -219,8 +219,8 @@ class LossSearch:
                 record = self.state_.cache[key]
                 loss = loss_of(record, self.config, key)
                 entry = record.get("rungs", {}).get(str(record.get("rung", 0)), {})
-                label = record.get("name") or f"{loss.name}: " + "; ".join(
-                    f"{slot} {text}" for slot, text in _simplest_formulas(record).items())
+                label = record.get("name") or _short(f"{loss.name}: " + "; ".join(
+                    f"{slot} {text}" for slot, text in record["formulas"].items()))
                 out.append(Contender(label, kind, loss, record.get("rung", 0), float(record["mean"]),
                                      float(record["std"]), tuple(entry.get("seeds", ()))))
         return out
@@ -240,12 +240,11 @@ class LossSearch:
             logger.info("held-out confirmation: %s has these contenders (rerun with `symloss confirm`)",
                         run_dir / "report.md")
             return None
-        if run_dir is not None:
-            write_contenders(run_dir / "contenders.json", contenders)
         confirmation = confirm(contenders, ladder.fitness_at(self.config.confirmation_protocol()),
                                protocol_text=self.config.confirm_protocol)
-        if run_dir is not None:
+        if run_dir is not None:  # contenders.json last: it marks these contenders as confirmed in a report
             write_report(run_dir, confirmation, config=self.config)
+            write_contenders(run_dir / "contenders.json", contenders)
         return confirmation
 
     def _es_generation(self, state: SearchState, ops: Operators, ladder: Ladder, run_dir: Path | None,
@@ -379,11 +378,12 @@ def _same_contenders(run_dir: Path, contenders: list) -> bool:
     return [(c.label, c.loss.to_dict()) for c in stored] == [(c.label, c.loss.to_dict()) for c in contenders]
 
 
-def _simplest_formulas(record: Mapping[str, Any]) -> dict[str, str]:
-    """The formulas of a record's simplest equivalent form (itself or one of its aliases)."""
-    forms = [(record["complexity"], record["formulas"]), *((a["complexity"], a["formulas"])
-                                                          for a in record.get("aliases", []))]
-    return min(forms, key=lambda item: item[0])[1]
+MAX_LABEL = 160
+"""Longest contender label (the loss's name keeps it unique; the full formula is in the loss)."""
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 3] + "..."
 
 
 def _data_u_ranges(fitness: FitnessFn, aggregation: str, *, widen: bool = True) -> dict[str, tuple[float, float]]:
