@@ -30,6 +30,7 @@ Selection = Literal["parsimony", "nsga2"]
 Executor = Literal["local", "ray"]
 Method = Literal["gp", "es"]
 BASELINE_GRIDS = ("none", "small", "full")
+BaselineGrid = Literal["none", "small", "full"]
 """Names of the baseline grids (``symloss.search._baselines``): no baselines, a few tuned ones, the whole zoo grid."""
 
 
@@ -98,7 +99,7 @@ class SearchConfig:
     promote_fraction: float = 1 / 3
     """Share of a generation's candidates at a rung (the best ones, at least one) promoted to the next rung;
     in (0, 1]."""
-    baselines: str = "small"
+    baselines: BaselineGrid = "small"
     """Baselines trained on the same seeds and rungs as the candidates: ``none``, ``small`` (the zoo's robust
     and classic losses with a few tuned hyperparameters) or ``full`` (every zoo loss with its grid)."""
     confirm: int = 2
