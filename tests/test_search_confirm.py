@@ -364,3 +364,15 @@ def test_the_verdict_is_for_the_searchs_top_discovered_loss_not_the_best_on_the_
     assert confirmation.verdict.discovered == "symloss_first m(u) = -log(-u)"
     assert confirmation.verdict.outcome == "loss"
     assert confirmation.comparisons["symloss_second m(u) = -log(-u)"].outcome == "win"  # in the table, not the verdict
+
+
+def test_the_report_keeps_its_numbers_beside_it(tmp_path):
+    import json
+
+    confirmation = run({"found": 40.0, "dpo": 0.0, "ipo": -30.0})
+    report = write_report(tmp_path, confirmation, config=SearchConfig())
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert data["verdict"]["outcome"] == "win" and data["verdict"]["line"] in report.read_text()
+    found = next(r for r in data["results"] if r["kind"] == "discovered")
+    assert len(found["per_seed"]) == len(found["seeds"]) == 10
+    assert "A 10% difference" in report.read_text()

@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from symloss.search._config import SearchConfig
-from symloss.search._confirm import CONFIDENCE, Confirmation, ContenderResult, Verdict, interval_text, p_text
+from symloss.search._confirm import (
+    CONFIDENCE,
+    Confirmation,
+    ContenderResult,
+    Verdict,
+    interval_text,
+    p_text,
+    seeds_needed,
+)
 from symloss.train import TrainConfig
 
 TABLE_COLUMNS = ("loss", "kind", "search fitness (not a result)", "confirmation mean", "std",
@@ -35,7 +43,7 @@ def report_paths(run_dir: Path, tag: str | None = None) -> tuple[Path, Path]:
     for k in itertools.count(1):
         suffix = stem + ("" if k == 1 else f"-{k}")
         report, plot = run_dir / f"report{suffix}.md", run_dir / f"confirm{suffix}.png"
-        if not report.exists() and not plot.exists():
+        if not report.exists() and not plot.exists() and not report.with_suffix(".json").exists():
             return report, plot
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -132,6 +140,11 @@ def write_report(run_dir: Path | str, confirmation: Confirmation, *, config: Sea
         lines += [f"Welch's unpaired t-test p = {p_text(verdict.p_welch)} for reference; sd of the paired differences "
                   f"{verdict.sd:.4g}.", ""]
     lines += [power_note(verdict), ""]
+    baseline = confirmation.best("baseline")
+    if verdict.outcome != "none" and verdict.n >= 2 and baseline is not None and math.isfinite(verdict.sd):
+        ten = seeds_needed(0.1 * abs(baseline.mean), verdict.sd)
+        lines += [f"A 10% difference ({0.1 * abs(baseline.mean):.4g}) at this sd(d) would need about {ten} paired "
+                  "seeds.", ""]
     if verdict.outcome == "tie" and verdict.seeds_needed:
         where = f" --env {config.env} --dataset {config.dataset}"  # a transfer check keeps its data
         lines += [f"To resolve it: `symloss confirm {run_dir}{where} --seeds {verdict.seeds_needed}` (another "
@@ -140,7 +153,25 @@ def write_report(run_dir: Path | str, confirmation: Confirmation, *, config: Sea
         lines += [f"![per-seed scores and {CONFIDENCE:.0%} CIs]({plot.name})", ""]
     with report.open("x", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
+    write_numbers(report.with_suffix(".json"), confirmation)
     return report
+
+
+def write_numbers(path: Path, confirmation: Confirmation) -> None:
+    """The report's numbers as JSON beside it (per-seed scores, the verdict): reanalysis needs no retraining."""
+    import json
+
+    v = confirmation.verdict
+    data = {"protocol": confirmation.protocol_text,
+            "results": [{"label": r.contender.label, "kind": r.contender.kind, "mean": r.mean, "std": r.std,
+                         "ci": list(r.ci) if r.ci else None, "seeds": list(r.seeds), "per_seed": list(r.per_seed),
+                         "reason": r.reason} for r in confirmation.results],
+            "verdict": {"outcome": v.outcome, "discovered": v.discovered, "baseline": v.baseline, "n": v.n,
+                        "difference": v.difference, "sd": v.sd, "ci": list(v.ci) if v.ci else None,
+                        "p_paired": v.p_paired, "p_welch": v.p_welch, "seeds_needed": v.seeds_needed,
+                        "line": v.line()}}
+    with path.open("x", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, allow_nan=True)
 
 
 def plot_confirmation(confirmation: Confirmation, path: Path) -> bool:
