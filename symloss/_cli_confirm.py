@@ -75,7 +75,8 @@ def run_confirm(args: argparse.Namespace) -> int:
     tag = confirm_tag(config.env, config.dataset, protocol)
     title = "Held-out confirmation" + ("" if (config.env, config.dataset) == (stored.env, stored.dataset) else
                                        f" (transfer check: searched on {stored.env}/{stored.dataset})")
-    report = write_report(run_dir, confirmation, config=config, tag=tag, title=title)
+    report = write_report(run_dir, confirmation, config=config, tag=tag, title=title,
+                          reference=fitness.reference_score())
     print(markdown_table(confirmation))
     print(confirmation.verdict.line())
     print(f"report: {report}")

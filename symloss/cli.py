@@ -138,6 +138,9 @@ def _print_hall_of_fame(search) -> None:
         console.print("best discovered loss (LaTeX):\n" + search.best_.latex(), markup=False)
     if getattr(search, "confirmation_", None) is not None:
         console.print("\n" + search.confirmation_.verdict.line(), markup=False)
+        if getattr(search, "reference_score_", None) is not None:
+            console.print(f"(the SFT reference without training scores {search.reference_score_:.4g} on the same "
+                          "start states)", markup=False)
     elif search.config.confirm and search.config.executor == "ray":
         console.print("\nno held-out confirmation: the Ray executor trains the search fidelity only (one rung); "
                       f"run `symloss confirm {search.config.run_dir}` on this machine for the verdict", markup=False)

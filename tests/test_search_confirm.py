@@ -370,8 +370,9 @@ def test_the_report_keeps_its_numbers_beside_it(tmp_path):
     import json
 
     confirmation = run({"found": 40.0, "dpo": 0.0, "ipo": -30.0})
-    report = write_report(tmp_path, confirmation, config=SearchConfig())
+    report = write_report(tmp_path, confirmation, config=SearchConfig(), reference=1101.0)
     data = json.loads(report.with_suffix(".json").read_text())
+    assert data["reference"] == 1101.0 and "The SFT reference without any training scores 1101" in report.read_text()
     assert data["verdict"]["outcome"] == "win" and data["verdict"]["line"] in report.read_text()
     found = next(r for r in data["results"] if r["kind"] == "discovered")
     assert len(found["per_seed"]) == len(found["seeds"]) == 10

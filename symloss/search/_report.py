@@ -125,17 +125,21 @@ def _setting(config: SearchConfig, confirmation: Confirmation) -> list[str]:
 
 
 def write_report(run_dir: Path | str, confirmation: Confirmation, *, config: SearchConfig, tag: str | None = None,
-                 title: str | None = None) -> Path:
+                 title: str | None = None, reference: float | None = None) -> Path:
     """Write the report and its plot into ``run_dir`` (never overwriting, see :func:`report_paths`); its path.
 
     ``config`` gives the setting: env, dataset and the confirmation protocol (``config.confirmation_protocol()``,
-    whose spec is ``confirmation.protocol_text``)."""
+    whose spec is ``confirmation.protocol_text``); ``reference``: the untrained SFT reference's mean return on the
+    same start states (the bar that not training at all sets), shown under the table when given."""
     run_dir = Path(run_dir)
     report, plot = report_paths(run_dir, tag)
     drawn = plot_confirmation(confirmation, plot)
     verdict = confirmation.verdict
     lines = [f"# {title or 'Held-out confirmation'}", "", *_setting(config, confirmation), "",
-             markdown_table(confirmation), "", verdict.line(), ""]
+             markdown_table(confirmation), ""]
+    if reference is not None and math.isfinite(reference):
+        lines += [f"The SFT reference without any training scores {reference:.4g} on the same start states.", ""]
+    lines += [verdict.line(), ""]
     if verdict.outcome != "none" and verdict.n >= 2:
         lines += [f"Welch's unpaired t-test p = {p_text(verdict.p_welch)} for reference; sd of the paired differences "
                   f"{verdict.sd:.4g}.", ""]
@@ -153,16 +157,16 @@ def write_report(run_dir: Path | str, confirmation: Confirmation, *, config: Sea
         lines += [f"![per-seed scores and {CONFIDENCE:.0%} CIs]({plot.name})", ""]
     with report.open("x", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
-    write_numbers(report.with_suffix(".json"), confirmation)
+    write_numbers(report.with_suffix(".json"), confirmation, reference)
     return report
 
 
-def write_numbers(path: Path, confirmation: Confirmation) -> None:
+def write_numbers(path: Path, confirmation: Confirmation, reference: float | None = None) -> None:
     """The report's numbers as JSON beside it (per-seed scores, the verdict): reanalysis needs no retraining."""
     import json
 
     v = confirmation.verdict
-    data = {"protocol": confirmation.protocol_text,
+    data = {"protocol": confirmation.protocol_text, "reference": reference,
             "results": [{"label": r.contender.label, "kind": r.contender.kind, "mean": r.mean, "std": r.std,
                          "ci": list(r.ci) if r.ci else None, "seeds": list(r.seeds), "per_seed": list(r.per_seed),
                          "reason": r.reason} for r in confirmation.results],

@@ -240,10 +240,12 @@ class LossSearch:
             logger.info("held-out confirmation: %s has these contenders (rerun with `symloss confirm`)",
                         run_dir / "report.md")
             return None
-        confirmation = confirm(contenders, ladder.fitness_at(self.config.confirmation_protocol()),
-                               protocol_text=self.config.confirm_protocol)
+        fitness = ladder.fitness_at(self.config.confirmation_protocol())
+        confirmation = confirm(contenders, fitness, protocol_text=self.config.confirm_protocol)
+        score = getattr(fitness, "reference_score", None)
+        self.reference_score_ = score() if callable(score) else None
         if run_dir is not None:  # contenders.json last: it marks these contenders as confirmed in a report
-            write_report(run_dir, confirmation, config=self.config)
+            write_report(run_dir, confirmation, config=self.config, reference=self.reference_score_)
             write_contenders(run_dir / "contenders.json", contenders)
         return confirmation
 

@@ -69,6 +69,18 @@ class BenchmarkFitness:
             other.data = self.data.to(protocol.device, protocol.torch_dtype)
         return other
 
+    def reference_score(self) -> float | None:
+        """Mean return of the untrained SFT reference on this protocol's start states and action rule (the bar
+        "do not train" sets); None for a fitness other than ``return``."""
+        if self.protocol.fitness != "return":
+            return None
+        data = self.prepare()
+        reference = {k: v.detach().to("cpu", torch.float32) for k, v in data.reference.items()}
+        returns = bench.episode_returns(data.spec, reference, self.env, episodes=self.protocol.episodes,
+                                        seed=self.protocol.eval_seed, action=self.protocol.action,
+                                        temperature=self.protocol.temperature)
+        return float(np.mean(returns))
+
     def validate(self) -> None:
         """Check, before any work, the env, dataset and overrides (unless the data is given)."""
         if self.data is None:
