@@ -186,7 +186,7 @@ def plot_confirmation(confirmation: Confirmation, path: Path) -> bool:
     results: list[ContenderResult] = [r for r in confirmation.results if r.ok]
     if not results:
         return False
-    fig = Figure(figsize=(6.5, 1.0 + 0.45 * len(results)))
+    fig = Figure(figsize=(7.5, 1.2 + 0.45 * len(results)))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     jitter = np.random.default_rng(0)
@@ -201,7 +201,7 @@ def plot_confirmation(confirmation: Confirmation, path: Path) -> bool:
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_yticks(range(len(results)))
     ax.set_yticklabels([_short(r.contender.label) for r in reversed(results)], fontsize=7)
-    ax.set_xlabel(f"score per seed; diamond: mean with {CONFIDENCE:.0%} bootstrap CI (blue: discovered, "
+    ax.set_xlabel(f"score per seed; diamond: mean, bar: {CONFIDENCE:.0%} bootstrap CI\n(blue: discovered, "
                   "orange: baseline)", fontsize=7)
     fig.tight_layout()
     with path.open("xb") as handle:
