@@ -13,7 +13,7 @@ HOPPER_U = (-340.0, -70.0)
 
 
 def _lines(fig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    (ax,) = fig.axes
+    ax = fig.axes[0]
     return {line.get_label(): (np.asarray(line.get_xdata()), np.asarray(line.get_ydata())) for line in ax.lines}
 
 
@@ -22,7 +22,7 @@ def test_the_mirror_plot_shows_the_data_range_dpo_and_the_baselines(tmp_path):
     baselines = [get_loss("ropo"), get_loss("orpo")]
     fig = plot_mirror(best, tmp_path / "mirror.png", u_range=HOPPER_U, baselines=baselines)
     assert (tmp_path / "mirror.png").stat().st_size > 1000
-    (ax,) = fig.axes
+    ax = fig.axes[0]
     assert ax.get_xlim() == HOPPER_U
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
     assert legend == ["ropo, beta 0.1", "orpo, beta 1", "DPO: m(u) = u, beta 0.1", "discovered"]

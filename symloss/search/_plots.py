@@ -21,14 +21,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _figure():
-    """A 5 x 3.2 inch Figure with one Axes on an Agg canvas (no pyplot, no global state)."""
+def _figure(panels: int = 1):
+    """A Figure (5 x 3.2 inches per panel) on an Agg canvas (no pyplot, no global state) and its first Axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5, 3.2))
+    fig = Figure(figsize=(5 * panels, 3.2))
     FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
+    axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
+    return fig, axes[0]
 
 
 def _save(fig, path: Path) -> None:
@@ -74,12 +75,18 @@ def _centred_map(loss: MirrorLoss, grid: torch.Tensor, t: float) -> torch.Tensor
     return torch.where(torch.isfinite(values), values, torch.full_like(values, float("nan")))
 
 
-def _draw_map(ax, loss: MirrorLoss, grid: torch.Tensor, label: str, **style: Any) -> None:
-    """The map at t = 0, and dotted at t = 1 when the mirror itself depends on progress t."""
+def _draw_map(ax, loss: MirrorLoss, grid: torch.Tensor, label: str, shape_ax=None, **style: Any) -> None:
+    """The map at t = 0, and dotted at t = 1 when the mirror itself depends on progress t; on ``shape_ax`` also
+    its shape (m(u) - m(low)) / (m(high) - m(low)), which shows a map whose effective beta is tiny."""
     temporal = any(s.name == "t" for s in loss.mirror.free_symbols)
     for t in ((0.0, 1.0) if temporal else (0.0,)):
-        ax.plot(grid.numpy(), _centred_map(loss, grid, t).numpy(), label=label + (f" (t={t:g})" if temporal else ""),
-                **{**style, **({"linestyle": ":"} if t else {})})
+        values = _centred_map(loss, grid, t)
+        line = {**style, **({"linestyle": ":"} if t else {})}
+        ax.plot(grid.numpy(), values.numpy(), label=label + (f" (t={t:g})" if temporal else ""), **line)
+        if shape_ax is not None:
+            rise = values[-1] - values[0]
+            if torch.isfinite(rise) and rise != 0:
+                shape_ax.plot(grid.numpy(), ((values - values[0]) / rise).numpy(), **line)
 
 
 def plot_mirror(loss: MirrorLoss, path: Path, *, u_range: tuple[float, float] | None = None,
@@ -89,7 +96,9 @@ def plot_mirror(loss: MirrorLoss, path: Path, *, u_range: tuple[float, float] | 
     Every curve is beta * (m(u) - m(u_mid)) with u_mid the middle of ``u_range`` (each loss with its own
     beta), so the curves meet at u_mid and the slope is the effective beta (DPO: a line of slope beta).
     ``u_range``: the data's u range, (low, high) with low < high (default :data:`DEFAULT_PLOT_U_RANGE`).
-    A temporally-aware map is drawn at t = 0 and t = 1. Returns the Figure (x limits = ``u_range``)."""
+    A temporally-aware map is drawn at t = 0 and t = 1. A second panel draws each map's shape scaled to rise from 0
+    to 1 over the range (a map with a tiny effective beta is flat in the first). Returns the Figure (its first
+    Axes: the effective-beta panel; x limits = ``u_range`` in both)."""
     try:
         low, high = (float(v) for v in (DEFAULT_PLOT_U_RANGE if u_range is None else u_range))
     except (TypeError, ValueError):
@@ -98,17 +107,22 @@ def plot_mirror(loss: MirrorLoss, path: Path, *, u_range: tuple[float, float] | 
         raise ValueError(f"u_range={u_range!r}: expected (low, high), finite with low < high, e.g. the data's "
                          "0.1%-99.9% quantiles of u")
     grid = torch.linspace(low, high, PLOT_POINTS, dtype=torch.float64)
-    fig, ax = _figure()
+    fig, ax = _figure(panels=2)
+    shape = fig.axes[1]
     for i, baseline in enumerate(baselines):
-        _draw_map(ax, baseline, grid, f"{baseline.name}, beta {baseline.beta:.3g}", color=f"C{i + 1}")
+        _draw_map(ax, baseline, grid, f"{baseline.name}, beta {baseline.beta:.3g}", shape, color=f"C{i + 1}")
     dpo = MirrorLoss("u", beta=loss.beta, name="dpo")  # dashed, over a baseline with the same map
-    _draw_map(ax, dpo, grid, f"DPO: m(u) = u, beta {loss.beta:.3g}", linestyle="--", color="gray")
+    _draw_map(ax, dpo, grid, f"DPO: m(u) = u, beta {loss.beta:.3g}", shape, linestyle="--", color="gray")
     name = "discovered" if loss.name in ("candidate", "mirror") else loss.name
-    _draw_map(ax, loss, grid, name, color="C0", linewidth=2)
-    ax.set_xlim(low, high)
-    ax.set_xlabel("u = log pi(y), on the data's range")
+    _draw_map(ax, loss, grid, name, shape, color="C0", linewidth=2)
+    for axes in (ax, shape):
+        axes.set_xlim(low, high)
+        axes.set_xlabel("u = log pi(y), on the data's range")
     ax.set_ylabel(r"$\beta\,(m(u) - m(u_{mid}))$")
     ax.set_title("slope = effective beta", fontsize="small")
+    shape.set_ylabel(r"$(m(u) - m(u_{low})) / (m(u_{high}) - m(u_{low}))$")
+    shape.set_title("shape (each map scaled to rise from 0 to 1)", fontsize="small")
     ax.legend(fontsize="small")
+    fig.tight_layout()
     _save(fig, path)
     return fig
