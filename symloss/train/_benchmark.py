@@ -71,12 +71,14 @@ class BenchmarkFitness:
 
     def reference_score(self) -> float | None:
         """Mean return of the untrained SFT reference on this protocol's start states and action rule (the bar
-        "do not train" sets); None for a fitness other than ``return``."""
+        "do not train" sets); None for a fitness other than ``return`` or data without a simulator."""
         if self.protocol.fitness != "return":
             return None
         data = self.prepare()
+        if data.env is None:  # synthetic data: no simulator to score the reference in
+            return None
         reference = {k: v.detach().to("cpu", torch.float32) for k, v in data.reference.items()}
-        returns = bench.episode_returns(data.spec, reference, self.env, episodes=self.protocol.episodes,
+        returns = bench.episode_returns(data.spec, reference, data.env, episodes=self.protocol.episodes,
                                         seed=self.protocol.eval_seed, action=self.protocol.action,
                                         temperature=self.protocol.temperature)
         return float(np.mean(returns))
