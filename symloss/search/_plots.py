@@ -38,13 +38,18 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_fitness(history: Sequence[dict[str, Any]], path: Path) -> None:
+    """Best and mean fitness per generation; generations where every candidate failed are left out (their
+    WORST placeholder would stretch the axis far beyond the data)."""
     fig, ax = _figure()
-    gens = [h["generation"] for h in history]
-    ax.plot(gens, [h["best"] for h in history], marker="o", label="best")
-    ax.plot(gens, [h["mean"] for h in history], marker=".", label="population mean")
+    for name, label, marker in (("best", "best", "o"), ("mean", "population mean", ".")):
+        points = [(h["generation"], h[name]) for h in history
+                  if isinstance(h.get(name), int | float) and math.isfinite(h[name]) and h[name] > -1e29]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=marker, label=label)
     ax.set_xlabel("generation")
     ax.set_ylabel("fitness")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     _save(fig, path)
 
 
@@ -57,7 +62,8 @@ def plot_pareto(pareto: pd.DataFrame, everything: pd.DataFrame, path: Path) -> N
                 label="Pareto front")
     ax.set_xlabel("complexity (nodes)")
     ax.set_ylabel("fitness")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     _save(fig, path)
 
 
