@@ -210,3 +210,24 @@ def test_aggregated_batches_give_the_same_loss_when_tokens_are_not_needed():
         sums = [sl.objectives.aggregate(x, mask, how) for x in xs]
         short = loss(LogpBatch.from_sequence_logps(*sums)).loss
         torch.testing.assert_close(short, full)
+
+
+def test_to_python_is_one_module_that_runs_and_matches_the_loss(tmp_path):
+    import importlib.util
+
+    import torch
+
+    from symloss import MirrorLoss
+
+    loss = MirrorLoss("expc(0.036*u) + softplus(u)", link="softplus(-z)", imitation="-u_w", name="x")
+    source = loss.to_python()
+    assert source.count("import torch\n") == 1 and source.count("def softplus(") == 1
+    path = tmp_path / "generated.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("generated", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the user's own use of an exported file
+    u = torch.linspace(-5.0, -0.1, 7, dtype=torch.float64)
+    t = torch.tensor(0.0, dtype=torch.float64)
+    assert torch.allclose(module.mirror(u, t), loss.fn("mirror")(u, t))
+    assert torch.allclose(module.link(u, t), loss.fn("link")(u, t))

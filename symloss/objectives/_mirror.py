@@ -58,6 +58,19 @@ def _slot(default: Formula | None, *variables: str) -> Any:
     return field(default=default, metadata={"variables": variables})
 
 
+def _merge_modules(sources: list[str]) -> str:
+    """One module from the per-slot modules of ``expr.to_python``: their shared docstring and imports once, each
+    helper function once (same name, same text), then every slot's function."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for source in sources:
+        for block in source.strip("\n").split("\n\n\n"):
+            if block not in seen:
+                seen.add(block)
+                out.append(block)
+    return "\n\n\n".join(out) + "\n"
+
+
 def _check_constants(expr: sp.Expr, name: str, shown: str) -> sp.Expr:
     """``expr`` if every constant in it is a finite real number; else a FormulaError naming the field."""
     named = {sp.zoo: "zoo (complex infinity)", sp.nan: "nan", sp.oo: "oo (infinity)", -sp.oo: "-oo", sp.I: "I"}
@@ -349,7 +362,7 @@ class MirrorLoss:
                   f"reference_free={self.reference_free}, w_pref={to_formula(self.w_pref)!r}, "
                   f"w_imit={to_formula(self.w_imit)!r}, reduction={self.reduction!r}, "
                   f"temperature={self.temperature}\n")
-        return header + "\n\n".join(parts)
+        return header + _merge_modules(parts)
 
     def __repr__(self) -> str:
         fields_ = self.to_dict()
