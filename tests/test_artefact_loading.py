@@ -124,3 +124,21 @@ def test_committed_artefacts_load(path):
     raw = json.loads(path.read_text())
     assert raw.get("format", "symloss.mirror_loss/1") == "symloss.mirror_loss/1"
     assert MirrorLoss.from_dict(loss.to_dict()) == loss
+
+
+def test_a_best_json_is_checked_on_the_u_range_its_search_recorded(tmp_path):
+    import json
+    import warnings
+
+    from symloss.integrations import load_loss
+
+    # increasing on TLA's data (u in [-1e3, -1e-4]) but not on the checks' default range up to -1e-8
+    data = {"mirror": "4.907*u + pdiv(-0.173, u)", "link": "softplus(-z)", "beta": 0.1}
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="fails symloss's validity check"):
+        load_loss(str(path))
+    path.write_text(json.dumps({**data, "u_ranges": {"mirror": [-1240.0, -0.0001]}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_loss(str(path)).beta == 0.1

@@ -21,6 +21,7 @@ Python, but in a file it is more likely a mistake.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -67,6 +68,7 @@ def loss_from_mapping(data: Mapping[str, Any], *, origin: str) -> MirrorLoss:
     """Rebuild a loss from ``MirrorLoss.to_dict()`` output, or an artefact wrapping it under ``"loss"``.
 
     Warns (:class:`UserWarning`) when a slot fails its validity check (see the module docstring)."""
+    raw_data = data
     inner = data.get("loss") if "mirror" not in data else None
     if isinstance(inner, Mapping):
         data = inner
@@ -85,12 +87,28 @@ def loss_from_mapping(data: Mapping[str, Any], *, origin: str) -> MirrorLoss:
         loss = MirrorLoss.from_dict({k: v for k, v in data.items() if k in LOSS_KEYS})
     except (ValueError, TypeError) as exc:  # FormulaError and ConfigError are ValueErrors
         raise ArtefactError(f"{origin}: invalid loss: {exc}") from exc
-    for slot, result in loss.check().items():
+    for slot, result in loss.check(_recorded_u_ranges(data, raw_data)).items():
         if not result:
             warnings.warn(f"{origin}: {slot}={to_formula(getattr(loss, slot))!r} fails symloss's validity check "
                           f"({result.reason}); loaded anyway, but training with it may diverge or prefer the "
                           "rejected responses", UserWarning, stacklevel=2)
     return loss
+
+
+def _recorded_u_ranges(*datas: Mapping[str, Any]) -> dict[str, tuple[float, float]] | None:
+    """The ``u_ranges`` a search recorded in best.json ({slot: [low, high]}, low < high <= 0), if valid."""
+    for data in datas:
+        ranges = data.get("u_ranges")
+        if not isinstance(ranges, Mapping):
+            continue
+        out = {}
+        for slot, pair in ranges.items():
+            if slot in ("mirror", "imitation") and isinstance(pair, list | tuple) and len(pair) == 2 and all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pair) \
+                    and pair[0] < pair[1] <= 0:
+                out[slot] = (float(pair[0]), float(pair[1]))
+        return out or None
+    return None
 
 
 def _load_path(path: Path, *, raw: str) -> MirrorLoss:

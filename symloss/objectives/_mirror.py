@@ -222,14 +222,17 @@ class MirrorLoss:
         ``.mean()``, once per member over the pairs of the batch they see."""
         return reduce_pairs(per_pair, mask, how=self.reduction, temperature=self.temperature)
 
-    def check(self) -> dict[str, CheckResult]:
+    def check(self, u_ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, CheckResult]:
         """symloss's validity check of each slot (:data:`symloss.expr.CHECKS`): m strictly increasing, g
-        decreasing near 0, psi finite; ``{slot: CheckResult}``. Loaders warn with the failing reasons."""
+        decreasing near 0, psi finite; ``{slot: CheckResult}``. ``u_ranges``: slot -> (low, high), the u range
+        of the data the loss is meant for (a search's best.json records it), instead of the checks' default
+        range for ``mirror`` / ``imitation``. Loaders warn with the failing reasons."""
         results = {}
         for slot, check in CHECKS.items():
             expr = getattr(self, slot)
             if expr is not None:
-                results[slot] = check(expr, uses_t=_T in expr.free_symbols)
+                extra = {"u_range": tuple(u_ranges[slot])} if u_ranges and slot in u_ranges else {}
+                results[slot] = check(expr, uses_t=_T in expr.free_symbols, **extra)
         return results
 
     # -- evaluation ---------------------------------------------------------------------------------------

@@ -359,7 +359,8 @@ class LossSearch:
         row = self.hall_of_fame_[self.hall_of_fame_["kind"] == "discovered"].iloc[0]
         best = {**self.best_.to_dict(), "latex": self.best_.latex(), "fitness_mean": float(row["fitness_mean"]),
                 "fitness_std": float(row["fitness_std"]), "complexity": int(row["complexity"]),
-                "key": row["key"], "search": self.config.to_dict()}
+                "key": row["key"], "search": self.config.to_dict(),
+                "u_ranges": {slot: list(r) for slot, r in self.state_.u_ranges.items()}}
         write_json_atomic(run_dir / "best.json", best)
         (run_dir / "best.tex").write_text(self.best_.latex() + "\n")
         (run_dir / "best.py").write_text(self.best_.to_python())
