@@ -37,14 +37,19 @@ class SemanticIndex:
         self.ranges = dict(state.data_ranges)
         self.cache_keys = set(state.cache)
         self.known = _known(state.cache) if self.ranges else {}
+        self._computed: dict[str, Signature | None] = {}
         self.new: dict[str, Signature] = {}
         """Signatures of the candidates :meth:`aliases` found new (they get a record this generation)."""
 
     def _signature(self, candidate: Candidate) -> Signature | None:
-        try:
-            return signature(candidate.exprs, self.ranges, temporal=self.config.temporal)
-        except ValueError:
-            return None
+        """The candidate's signature, computed once per key (``novel`` in ``ask`` and ``aliases`` after it
+        both need it)."""
+        if candidate.key not in self._computed:
+            try:
+                self._computed[candidate.key] = signature(candidate.exprs, self.ranges, temporal=self.config.temporal)
+            except ValueError:
+                self._computed[candidate.key] = None
+        return self._computed[candidate.key]
 
     def novel(self, candidate: Candidate) -> bool:
         """False if ``candidate`` is one loss with a cached one or one accepted before; else remember it."""
