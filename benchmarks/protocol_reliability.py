@@ -17,6 +17,7 @@ policy on E fresh start states under each action rule, and prints:
 
     python benchmarks/protocol_reliability.py --env hopper --dataset noisy            # the study (~1 h on 2 cores)
     python benchmarks/protocol_reliability.py --quick                                 # a smoke run (~1 min)
+    python benchmarks/protocol_reliability.py --protocol final:ema=0.995 ...          # also score averaged weights
 """
 
 from __future__ import annotations
@@ -115,19 +116,29 @@ class Scores:
 
 def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds: list[int],
                     actions: list[str], episodes: int, eval_seed: int) -> dict[str, Scores]:
-    """Train ``losses x seeds`` once, then score the policies under every action rule on the same episodes."""
+    """Train ``losses x seeds`` once, then score the policies under every action rule on the same episodes.
+
+    With ``protocol.ema`` set, both weights of each trained policy are scored: the last ones under the rule's
+    name (``greedy``) and the moving average under ``greedy+ema`` (the same training, so a paired comparison)."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
     result = trainer.fit(losses, data, seeds=seeds)
     train_s = time.perf_counter() - start
+    weights = [("", result.params)] if protocol.ema is None else [("", result.last_params), ("+ema", result.params)]
     out = {}
-    for action in actions:
-        start = time.perf_counter()
-        r = bench.episode_returns(data.spec, result.params, data.env, episodes=episodes, seed=eval_seed,
-                                  action=action, temperature=protocol.temperature)
-        out[action] = Scores(np.asarray(r).reshape(len(losses), len(seeds), episodes), train_s,
-                             time.perf_counter() - start)
+    for suffix, params in weights:
+        for action in actions:
+            start = time.perf_counter()
+            r = bench.episode_returns(data.spec, params, data.env, episodes=episodes, seed=eval_seed,
+                                      action=action, temperature=protocol.temperature)
+            out[action + suffix] = Scores(np.asarray(r).reshape(len(losses), len(seeds), episodes), train_s,
+                                          time.perf_counter() - start)
     return out
+
+
+def rule_name(protocol: TrainConfig) -> str:
+    """The name :func:`train_and_score` gives the scores a protocol reports (``mean``, ``greedy+ema``)."""
+    return protocol.action + ("" if protocol.ema is None else "+ema")
 
 
 def parse_protocol(text: str) -> tuple[str, TrainConfig]:
@@ -224,36 +235,50 @@ def main() -> None:
     for action, sc in final.items():
         comps = [components(sc.returns[i]) for i in range(len(losses))]
         sh = split_half(sc.returns, rng)
-        need = seeds_needed(sc.returns, ref_scores[action])
+        need = seeds_needed(sc.returns, ref_scores[action.split("+")[0]])
         med = {k: math.sqrt(float(np.median([c[k] for c in comps]))) for k in ("seed", "state", "res")}
         print(f"| {action} | {sh[0]:.3f}, {sh[1]:.3f} | {need[0]:.1f} / {need[1]:.1f} | {med['seed']:.0f} / "
               f"{med['state']:.0f} / {med['res']:.0f} | {sc.returns.mean((1, 2)).std():.0f} | "
-              f"{ref_scores[action]:.0f} | {sc.train_s / len(losses):.1f} | {sc.eval_s / len(losses):.1f} |")
+              f"{ref_scores[action.split('+')[0]]:.0f} | {sc.train_s / len(losses):.1f} | {sc.eval_s / len(losses):.1f} |")
         report["final"][action] = {"returns": sc.returns.tolist(), "split_half": sh, "seeds_needed": need,
-                                   "components": comps, "reference": ref_scores[action],
+                                   "components": comps, "reference": ref_scores[action.split("+")[0]],
                                    "train_s": sc.train_s, "eval_s": sc.eval_s}
     fid_seeds0 = args.seed0 + 1000
     for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:
         if args.quick:
             fid = replace(fid, steps=3, batch_size=8)
         fseeds = list(range(fid_seeds0, fid_seeds0 + fid.seeds))
-        fid_scores = train_and_score([loss for _, loss in losses], data, fid, fseeds, [fid.action], fid.episodes,
-                                     args.eval_seed + 1000)[fid.action]
+        scored = train_and_score([loss for _, loss in losses], data, fid, fseeds, [fid.action], fid.episodes,
+                                 args.eval_seed + 1000)  # with fid.ema: its last and its averaged weights
         cost = (fid.steps * fid.batch_size * fid.seeds) / (protocol.steps * protocol.batch_size * args.seeds)
-        wall = (fid_scores.train_s + fid_scores.eval_s) / (final[actions[0]].train_s + final[actions[0]].eval_s)
-        rhos = {a: float(stats.spearmanr(fid_scores.returns.mean((1, 2)), sc.returns.mean((1, 2))).statistic)
-                for a, sc in final.items()}
-        print(f"\nfidelity {fid_name!r} ({fid.steps} steps x {fid.batch_size} pairs, {fid.seeds} seeds x {fid.episodes} "
-              f"episodes, action {fid.action}): Spearman rho vs final " +
-              ", ".join(f"{a} {r:.3f}" for a, r in rhos.items()) +
-              f"; cost {cost:.3f} of the final in pair-steps, {wall:.3f} in wall time")
-        report["fidelities"][fid_name] = {"returns": fid_scores.returns.tolist(), "rho": rhos, "cost": cost,
-                                          "wall_ratio": wall}
+        for fid_rule, fid_scores in scored.items():
+            wall = (fid_scores.train_s + fid_scores.eval_s) / (final[actions[0]].train_s + final[actions[0]].eval_s)
+            rhos = {a: float(stats.spearmanr(fid_scores.returns.mean((1, 2)), sc.returns.mean((1, 2))).statistic)
+                    for a, sc in final.items()}
+            print(f"\nfidelity {fid_name!r} ({fid.steps} steps x {fid.batch_size} pairs, {fid.seeds} seeds x "
+                  f"{fid.episodes} episodes, action {fid_rule}): Spearman rho vs final " +
+                  ", ".join(f"{a} {r:.3f}" for a, r in rhos.items()) +
+                  f"; cost {cost:.3f} of the final in pair-steps, {wall:.3f} in wall time")
+            key = fid_name if fid_rule == rule_name(fid) else f"{fid_name} [{fid_rule}]"
+            report["fidelities"][key] = {"returns": fid_scores.returns.tolist(), "rho": rhos, "cost": cost,
+                                         "wall_ratio": wall}
+    for rule in [r for r in final if r.endswith("+ema")]:
+        base, avg = final[rule.split("+")[0]].returns, final[rule].returns
+        gain = (avg - base).mean((1, 2))
+        rho = stats.spearmanr(avg.mean((1, 2)), base.mean((1, 2))).statistic
+        print(f"\n{rule} against the last weights of the same training ({rule.split('+')[0]}): loss means rank with "
+              f"Spearman rho {rho:.3f}; mean change {gain.mean():+.1f} (losses: min {gain.min():+.1f}, max "
+              f"{gain.max():+.1f})")
     order = np.argsort(-final[actions[0]].returns.mean((1, 2)))
-    print(f"\nloss means under {actions[0]!r} (mean +- sd over seeds):")
+    print(f"\nloss means (mean +- sd over seeds), ordered by {actions[0]!r}:")
+    print("| loss | " + " | ".join(final) + " |")
+    print("|---|" + "---|" * len(final))
     for i in order:
-        r = final[actions[0]].returns[i]
-        print(f"  {names[i]:40s} {r.mean():8.1f} +- {r.mean(1).std(ddof=1) if r.shape[0] > 1 else 0:6.1f}")
+        cells = []
+        for sc in final.values():
+            r = sc.returns[i]
+            cells.append(f"{r.mean():.0f} +- {r.mean(1).std(ddof=1) if r.shape[0] > 1 else 0:.0f}")
+        print(f"| {names[i]} | " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle)

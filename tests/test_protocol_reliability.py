@@ -1,5 +1,6 @@
 """Smoke test: benchmarks/protocol_reliability.py runs end to end at a tiny size and prints its tables."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,10 +13,14 @@ def test_protocol_reliability_quick_run_prints_every_figure(tmp_path):
     env = {**os.environ, "SYMLOSS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
            "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
-                          "--json", str(tmp_path / "study.json")], cwd=tmp_path, env=env, capture_output=True,
+                          "--protocol", "final:ema=0.9", "--json", str(tmp_path / "study.json")], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     assert "split-half rho" in text and "seeds for 10%" in text and "sd seed / state / residual" in text
     assert "fidelity 'search'" in text and "Spearman rho vs final" in text and "of the final in pair-steps" in text
-    assert (tmp_path / "study.json").exists()
+    assert "| greedy+ema |" in text and "| mean+ema |" in text  # the averaged weights scored beside the last
+    assert "greedy+ema against the last weights of the same training" in text
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert set(study["final"]) == {"greedy", "mean", "greedy+ema", "mean+ema"}
+    assert study["final"]["greedy"]["returns"] != study["final"]["greedy+ema"]["returns"]

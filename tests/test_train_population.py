@@ -204,3 +204,33 @@ def test_float64_training_matches_a_textbook_tanh_network(data, monkeypatch):
     torch.testing.assert_close(result.curves["loss"][0, 0], losses, rtol=0, atol=1e-10)  # measured: 4e-16
     for k, v in params.items():
         torch.testing.assert_close(result.params[k], v, rtol=0, atol=1e-10)  # measured: 3e-15
+
+
+def test_ema_is_the_moving_average_of_the_step_by_step_weights(data):
+    """theta_bar_k = d theta_bar_{k-1} + (1 - d) theta_k from theta_bar_0 = the reference, checked against the
+    weights of runs stopped after 1, 2, ..., K steps (DPO ignores the progress t, so those runs share a path)."""
+    decay, steps = 0.7, 4
+    cfg = dataclasses.replace(CFG, steps=steps, dtype="float64")
+    averaged = PopulationTrainer(dataclasses.replace(cfg, ema=decay)).fit([dpo()], data.to("cpu", torch.float64),
+                                                                           seeds=[5])
+    plain = PopulationTrainer(cfg).fit([dpo()], data.to("cpu", torch.float64), seeds=[5])
+    expected = {k: v.to(torch.float64).clone() for k, v in data.reference.items()}
+    for k in range(1, steps + 1):
+        stopped = PopulationTrainer(dataclasses.replace(cfg, steps=k)).fit([dpo()], data.to("cpu", torch.float64),
+                                                                           seeds=[5])
+        expected = {name: decay * avg + (1 - decay) * stopped.params[name] for name, avg in expected.items()}
+    for name, value in expected.items():
+        torch.testing.assert_close(averaged.params[name], value, rtol=0, atol=1e-9)
+        assert torch.equal(averaged.last_params[name], plain.params[name])  # the side track changes nothing
+        assert not torch.allclose(averaged.params[name], plain.params[name])
+    assert plain.last_params is None
+    assert torch.equal(averaged.curves["loss"], plain.curves["loss"])
+
+
+def test_ema_zero_scores_the_last_weights_and_bad_decays_are_refused(data):
+    last = _fit([dpo(), orpo()], data, ema=0.0)
+    for name, value in last.params.items():
+        assert torch.equal(value, last.last_params[name])
+    for bad in (1.0, -0.1, 2):
+        with pytest.raises(ValueError, match="ema"):
+            TrainConfig(ema=bad)

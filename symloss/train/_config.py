@@ -109,6 +109,11 @@ class TrainConfig:
     bin centre under softmax(logits / temperature): smooth in the weights, far less noise) or ``sample``."""
     temperature: float = SEARCH_PROTOCOL["temperature"]
     """Softmax temperature of the ``mean`` action rule; > 0 (-> 0 is greedy, 1 is the policy's mean action)."""
+    ema: float | None = None
+    """Score averaged weights instead of the last ones: the exponential moving average theta_bar_0 = theta_ref,
+    theta_bar_k = d theta_bar_{k-1} + (1 - d) theta_k after every step k (Polyak averaging; d = 0.99 averages
+    about the last 1 / (1 - d) = 100 steps). d in [0, 1); None (the presets): score the last weights. With d set,
+    ``PopulationResult.params`` holds the averages and ``last_params`` the last weights."""
     eval_seed: int = 0
     """Episode e of every member starts from ``reset(seed=eval_seed + e)`` (common random numbers); a
     search uses its own seed unless this is given."""
@@ -154,6 +159,8 @@ class TrainConfig:
                                              example="(0.9, 0.999)")):
             check_range(f"betas[{i}]", beta, lo=0, hi=1, hi_open=True)
         check_range("offline_ll_weight", self.offline_ll_weight, lo=0, hi=1)
+        if self.ema is not None:
+            check_range("ema", self.ema, lo=0, hi=1, hi_open=True, fix="or None (score the last weights)")
         if not callable(self.fitness):
             check_choice("fitness", self.fitness, FITNESS_NAMES,
                          fix="or a callable (spec, params, context) -> Tensor[N]")

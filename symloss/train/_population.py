@@ -222,7 +222,9 @@ def _to_cpu(out: dict, cands: list[int]) -> dict:
     for i, (code, step) in enumerate(zip(out["code"].tolist(), out["failed_at"].tolist())):
         value = loss[i, step].item() if step >= 0 else math.nan
         reasons.append(_reason(code, step, value, out["raised"].get(cands[i])))
+    last = out.get("last_params")
     return {"params": {k: v.cpu() for k, v in out["params"].items()},
+            "last_params": None if last is None else {k: v.cpu() for k, v in last.items()},
             "curves": {k: v.cpu() for k, v in out["curves"].items()}, "failed_at": out["failed_at"].cpu(),
             "reasons": reasons}
 
@@ -246,6 +248,8 @@ def _assemble(losses: list[MirrorLoss], seeds: tuple[int, ...], parts: list[dict
         curves={k: grid(torch.cat([part["curves"][k] for part in parts])) for k in CURVES},
         metrics={name: grid(v) for name, v in sorted(extras.items())},
         params={k: torch.cat([part["params"][k] for part in parts]) for k in parts[0]["params"]},
+        last_params=None if parts[0]["last_params"] is None else
+        {k: torch.cat([part["last_params"][k] for part in parts]) for k in parts[0]["last_params"]},
         wall_s=wall_s,
         timings=timings,
     )

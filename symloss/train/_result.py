@@ -31,7 +31,9 @@ class PopulationResult:
             ``accuracy`` (the loss's own implicit-reward accuracy), ``grad_norm`` (before clipping).
             NaN after a member failed.
         metrics: name -> ``[P, S]`` extra values from the fitness (e.g. the offline fitness's components).
-        params: final parameters ``[P * S, ...]`` on CPU (a failed member keeps its last finite values).
+        params: the parameters that were scored, ``[P * S, ...]`` on CPU: the last ones, or their moving
+            average with ``TrainConfig.ema`` (a failed member keeps its last finite values).
+        last_params: with ``TrainConfig.ema``, the last (not averaged) parameters; None otherwise.
         wall_s: seconds the run took, fitness included.
         timings: seconds spent training (``train``) and scoring (``score``).
     """
@@ -47,6 +49,7 @@ class PopulationResult:
     curves: dict[str, torch.Tensor]
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     params: dict[str, torch.Tensor] | None = None
+    last_params: dict[str, torch.Tensor] | None = None
     wall_s: float = math.nan
     timings: dict[str, float] = field(default_factory=dict)
 

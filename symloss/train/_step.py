@@ -8,6 +8,7 @@ Member i trains candidate ``candidates[i]`` with seed ``seeds[i]``. One step, fo
                (masked sums / means of logp computed once per chunk, not once per candidate)
     grads    = d/d(params) sum_i where(alive_i, L_i, 0)             one backward; members share no parameter
     clip each member's gradient to max_grad_norm, then Adam per member (``_optim``)
+    with ``TrainConfig.ema = d``: theta_bar <- d theta_bar + (1 - d) theta         (theta_bar_0 = the reference)
 
 On CUDA with ``TrainConfig.cuda_graph``, the first ``GRAPH_WARMUP`` steps run eagerly (on a side stream, as
 CUDA graph capture requires), one step is then recorded, and every later step replays it: the indices, the
@@ -151,6 +152,7 @@ class _Chunk:
     active: torch.Tensor
     code: torch.Tensor
     failed_at: torch.Tensor
+    ema: dict[str, torch.Tensor] | None = None
 
 
 def _step(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceData, groups: list[tuple[int, int, int]],
@@ -167,6 +169,10 @@ def _step(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceData, 
     _fail_(state.active, ~torch.isfinite(norm), state.code, state.failed_at, BAD_GRAD, k)
     clip_grads_(grads, norm, state.active, cfg.max_grad_norm)
     adam_step_(state.params, grads, state.opt, state.active, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    if state.ema is not None:
+        with torch.no_grad():
+            for name, avg in state.ema.items():
+                avg.lerp_(state.params[name], 1.0 - cfg.ema)
     return (loss.detach(), acc.detach(), norm.detach()), errors
 
 
@@ -228,13 +234,15 @@ def _use_graph(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceD
 
 def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceData, candidates: list[int],
                 seeds: list[int], shared: bool, on_step: Callable[[], None] | None = None) -> dict:
-    """Train one chunk of members; returns final params, curves and failure records (on ``data.device``).
+    """Train one chunk of members; returns the params to score (the averages with ``cfg.ema``, then also
+    ``last_params``), curves and failure records (on ``data.device``).
 
     ``on_step`` is called after every step (a progress bar's advance)."""
     n, device, steps = len(candidates), data.device, cfg.steps
     params = {k: v.expand(n, *v.shape[1:]).clone().requires_grad_(True) for k, v in data.reference.items()}
     state = _Chunk(params, adam_init(params), torch.ones(n, dtype=torch.bool, device=device),
-                   torch.zeros(n, dtype=torch.int64, device=device), torch.full((n,), -1, dtype=torch.int64, device=device))
+                   torch.zeros(n, dtype=torch.int64, device=device), torch.full((n,), -1, dtype=torch.int64, device=device),
+                   None if cfg.ema is None else {k: v.detach().clone() for k, v in params.items()})
     uniq = sorted(set(seeds))
     gens = [torch.Generator().manual_seed(int(s)) for s in uniq]
     seed_pos = torch.tensor([uniq.index(s) for s in seeds], device=device)
@@ -270,5 +278,7 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
     after = torch.arange(steps, device=device) > state.failed_at[:, None]
     for name in CURVES:  # nothing is recorded for a member after it failed
         curves[name].masked_fill_(after & (state.failed_at[:, None] >= 0), math.nan)
-    return {"params": {k: v.detach() for k, v in state.params.items()}, "curves": curves, "active": state.active,
-            "code": state.code, "failed_at": state.failed_at, "raised": raised}
+    last = {k: v.detach() for k, v in state.params.items()}
+    return {"params": last if state.ema is None else state.ema, "last_params": None if state.ema is None else last,
+            "curves": curves, "active": state.active, "code": state.code, "failed_at": state.failed_at,
+            "raised": raised}
