@@ -10,7 +10,8 @@ policy on E fresh start states under each action rule, and prints:
   (mean and 10th percentile over random splits; episodes split too, so the halves share nothing);
 - training seeds per loss to detect a 10% difference at alpha 0.05 and power 0.8,
   n = 2 (z_{0.975} + z_{0.8})^2 Var(per-seed score) / (0.1 mean)^2 (pooled over losses), and the paired form
-  (z_{0.975} + z_{0.8})^2 Var(per-seed difference) / (0.1 mean)^2 on common seeds and start states;
+  (z_{0.975} + z_{0.8})^2 Var(per-seed difference) / (0.1 mean)^2 on common seeds and start states, and the
+  episode-free limit 2 (z_{0.975} + z_{0.8})^2 sigma^2_seed / (0.1 mean)^2 (infinitely many start states);
 - for each cheaper fidelity (trained on other seeds and scored on other start states): Spearman rho of its
   loss means against the final protocol's, and its cost relative to the final protocol;
 - the cost per loss of the final protocol (wall seconds, all its seeds).
@@ -169,18 +170,22 @@ def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100) -> t
     return float(np.nanmean(rhos)), float(np.nanpercentile(rhos, 10))
 
 
-def seeds_needed(r: np.ndarray, reference: float) -> tuple[float, float]:
-    """(unpaired, paired) seeds per loss for a 10% difference, pooled over losses scoring above reference/2."""
+def seeds_needed(r: np.ndarray, reference: float) -> tuple[float, float, float]:
+    """(unpaired, paired, episode-free) seeds per loss for a 10% difference, pooled over losses scoring above
+    reference/2. Episode-free: sigma^2_seed alone (the two-way layout's seed component), the limit with
+    infinitely many start states per policy: what no evaluation-side lever (more or cheaper episodes, start
+    states from the dataset) can go below."""
     per_seed = r.mean(2)  # [P, S]
     means = per_seed.mean(1)
     keep = np.where(means > 0.5 * reference)[0]
     if len(keep) < 2:
-        return math.nan, math.nan
+        return math.nan, math.nan, math.nan
     delta = 0.1 * float(np.median(means[keep]))
     unpaired = 2 * Z2 * float(np.median(per_seed[keep].var(1, ddof=1))) / delta ** 2
     diffs = [np.var(per_seed[a] - per_seed[b], ddof=1) for i, a in enumerate(keep) for b in keep[i + 1:]]
     paired = Z2 * float(np.median(diffs)) / delta ** 2
-    return unpaired, paired
+    seed_only = 2 * Z2 * float(np.median([components(r[i])["seed"] for i in keep])) / delta ** 2
+    return unpaired, paired, seed_only
 
 
 def main() -> None:
@@ -229,7 +234,7 @@ def main() -> None:
                                                          temperature=protocol.temperature)))
                   for a in actions}
     report = {"names": names, "args": vars(args), "final": {}, "fidelities": {}}
-    print("\n| action | split-half rho (mean, p10) | seeds for 10%: unpaired / paired | sd seed / state / residual "
+    print("\n| action | split-half rho (mean, p10) | seeds for 10%: unpaired / paired / episode-free | sd seed / state / residual "
           "| between-loss sd | reference | train s per loss | eval s per loss |")
     print("|---|---|---|---|---|---|---|---|")
     for action, sc in final.items():
@@ -237,7 +242,7 @@ def main() -> None:
         sh = split_half(sc.returns, rng)
         need = seeds_needed(sc.returns, ref_scores[action.split("+")[0]])
         med = {k: math.sqrt(float(np.median([c[k] for c in comps]))) for k in ("seed", "state", "res")}
-        print(f"| {action} | {sh[0]:.3f}, {sh[1]:.3f} | {need[0]:.1f} / {need[1]:.1f} | {med['seed']:.0f} / "
+        print(f"| {action} | {sh[0]:.3f}, {sh[1]:.3f} | {need[0]:.1f} / {need[1]:.1f} / {need[2]:.1f} | {med['seed']:.0f} / "
               f"{med['state']:.0f} / {med['res']:.0f} | {sc.returns.mean((1, 2)).std():.0f} | "
               f"{ref_scores[action.split('+')[0]]:.0f} | {sc.train_s / len(losses):.1f} | {sc.eval_s / len(losses):.1f} |")
         report["final"][action] = {"returns": sc.returns.tolist(), "split_half": sh, "seeds_needed": need,
