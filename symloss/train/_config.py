@@ -39,7 +39,8 @@ not named here keep their defaults: seeds 0..1, episodes from ``reset(seed=eval_
 means rank like ``final``'s with Spearman rho 0.874 on fresh seeds over 31 losses (0.886 in the 27-loss pilot);
 the previous search budget (100 steps x 32 pairs at lr 1e-4, greedy, 2 seeds x 5 episodes) ranked at rho -0.01,
 and 150 steps x 64 pairs at 3e-4 at 0.18-0.21 (0.71-0.80 in the pilot: not reproduced). On Hopper mixed it ranks
-with rho 0.762 against ``final``'s greedy means and 0.862 against its mean-rule means (31 losses)."""
+with rho 0.762 against ``final``'s greedy means and 0.862 against its mean-rule means (31 losses); on TLA noisy
+0.890 and 0.918."""
 
 FINAL_PROTOCOL: dict[str, Any] = {"steps": 600, "batch_size": 64, "lr": 3e-4, "max_grad_norm": 1.0, "seeds": 10,
                                   "first_seed": 100, "episodes": 16, "eval_seed": 10_000, "action": "greedy"}
@@ -52,7 +53,8 @@ mean action needed fewer seeds (12; 5-6 in the pilot) but ranked less reliably o
 the search's rule, not the report's. On Hopper mixed, training chaos is 2.5x larger (sd over seeds 217 on means
 ~1030): split-half 0.762 (0.865 projected to 8 seeds; the zoo's means replicated on disjoint seeds with Spearman
 0.956), 98 seeds for 10%, 71 even with infinitely many start states; scoring the weights' moving average
-(``ema=0.995``) gave 0.821 and 62 seeds in the same training. Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are
+(``ema=0.995``) gave 0.821 and 62 seeds in the same training. On TLA noisy the noise is in the episodes instead (seed sd 67,
+residual 531 per episode): split-half 0.893 (0.943 projected), 10.8 seeds for 10%. Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are
 fresh: a search trains on seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search
 selected is not scored on what selected it."""
 
