@@ -238,15 +238,16 @@ def main() -> None:
           "| between-loss sd | reference | train s per loss | eval s per loss |")
     print("|---|---|---|---|---|---|---|---|")
     for action, sc in final.items():
+        ref = ref_scores[action.split("+")[0]]  # averaged weights share the rule's reference
         comps = [components(sc.returns[i]) for i in range(len(losses))]
         sh = split_half(sc.returns, rng)
-        need = seeds_needed(sc.returns, ref_scores[action.split("+")[0]])
+        need = seeds_needed(sc.returns, ref)
         med = {k: math.sqrt(float(np.median([c[k] for c in comps]))) for k in ("seed", "state", "res")}
         print(f"| {action} | {sh[0]:.3f}, {sh[1]:.3f} | {need[0]:.1f} / {need[1]:.1f} / {need[2]:.1f} | {med['seed']:.0f} / "
               f"{med['state']:.0f} / {med['res']:.0f} | {sc.returns.mean((1, 2)).std():.0f} | "
-              f"{ref_scores[action.split('+')[0]]:.0f} | {sc.train_s / len(losses):.1f} | {sc.eval_s / len(losses):.1f} |")
+              f"{ref:.0f} | {sc.train_s / len(losses):.1f} | {sc.eval_s / len(losses):.1f} |")
         report["final"][action] = {"returns": sc.returns.tolist(), "split_half": sh, "seeds_needed": need,
-                                   "components": comps, "reference": ref_scores[action.split("+")[0]],
+                                   "components": comps, "reference": ref,
                                    "train_s": sc.train_s, "eval_s": sc.eval_s}
     fid_seeds0 = args.seed0 + 1000
     for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:

@@ -9,8 +9,8 @@ trainer), ``evaluation`` (scoring the trained members: one simulator batch) and 
 compiling, the fitness cache). ``--neighbour`` runs the same search (same seed, so the same candidates) once
 as the machine is and once beside a one-core busy-loop subprocess that this script starts and stops by its
 own pid, and prints the ratio; it also runs the search alone with one thread, the best a busy neighbour on one
-of two cores leaves possible (the one-core bound), and prints the ratios to that too. ``--compare-threads`` adds runs with the thread count fixed at the number of
-CPUs (torch's default before the thread policy) beside the automatic policy (``TrainConfig.threads=None``).
+of two cores leaves possible (the one-core bound), and prints the ratios to that too. ``--compare-threads`` adds
+runs with the thread count fixed at the number of CPUs (torch's default before the thread policy) beside the automatic policy (``TrainConfig.threads=None``).
 """
 
 from __future__ import annotations
@@ -118,16 +118,17 @@ def main() -> None:
         settings.append((f"threads fixed at {len(os.sched_getaffinity(0))} (CPUs)", len(os.sched_getaffinity(0))))
     walls = {}
     runs = [(n, name, threads) for n in ([False, True] if args.neighbour else [False]) for name, threads in settings]
+    bound = "threads fixed at 1 (the one-core bound)"
     if args.neighbour:  # the best a one-core neighbour leaves possible: this process alone on one core
-        runs.insert(len(settings), (False, "threads fixed at 1 (the one-core bound)", 1))
+        runs.insert(len(settings), (False, bound, 1))
     for neighbour, name, threads in runs:
         with condition(neighbour):
             history, calls, total = run(config, synthetic=args.synthetic, threads=threads)
         title = f"{name}, {'one-core neighbour' if neighbour else 'no neighbour'}"
         walls[title] = report(title, history, calls, total)
-    bases = list(walls.items())[:1]
-    bases += [(t, w) for t, w in walls.items() if "one-core bound" in t]
-    for base_title, base in bases if len(walls) > 1 else []:
+    bases = [next(iter(walls))] + ([f"{bound}, no neighbour"] if args.neighbour else [])
+    for base_title in bases if len(walls) > 1 else []:
+        base = walls[base_title]
         print(f"\ngeneration wall time relative to '{base_title}' (per generation; generation 0 trains all "
               "initial candidates)")
         for title, values in walls.items():
