@@ -12,6 +12,8 @@ policy on E fresh start states under each action rule, and prints:
   n = 2 (z_{0.975} + z_{0.8})^2 Var(per-seed score) / (0.1 mean)^2 (pooled over losses), and the paired form
   (z_{0.975} + z_{0.8})^2 Var(per-seed difference) / (0.1 mean)^2 on common seeds and start states, and the
   episode-free limit 2 (z_{0.975} + z_{0.8})^2 sigma^2_seed / (0.1 mean)^2 (infinitely many start states);
+  and, per loss among those that move (mean more than 10% from the untrained reference), from its own spread:
+  the comparisons between training losses need these (median and quartiles), not the pooled figure;
 - for each cheaper fidelity (trained on other seeds and scored on other start states): Spearman rho of its
   loss means against the final protocol's, and its cost relative to the final protocol;
 - the cost per loss of the final protocol (wall seconds, all its seeds).
@@ -188,6 +190,23 @@ def seeds_needed(r: np.ndarray, reference: float) -> tuple[float, float, float]:
     return unpaired, paired, seed_only
 
 
+def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1) -> tuple[float, float, float, int]:
+    """Seeds a 10% difference needs between losses that train, from each loss's own spread over seeds.
+
+    Over the losses whose mean is more than ``moved`` x reference away from the untrained reference (a loss
+    that leaves the policy where it is has no spread and flatters the pooled :func:`seeds_needed`):
+    n_i = 2 (z_{0.975} + z_{0.8})^2 Var_s(R_i) / (0.1 mean_i)^2 per loss; returns (median, 25th, 75th percentile
+    of n_i, number of such losses), NaNs if fewer than two losses move.
+    """
+    per_seed = r.mean(2)  # [P, S]
+    means, var = per_seed.mean(1), per_seed.var(1, ddof=1)
+    move = np.abs(means - reference) > moved * abs(reference)
+    if move.sum() < 2:
+        return math.nan, math.nan, math.nan, int(move.sum())
+    n = 2 * Z2 * var[move] / (0.1 * means[move]) ** 2
+    return float(np.median(n)), float(np.percentile(n, 25)), float(np.percentile(n, 75)), int(move.sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="hopper")
@@ -234,20 +253,23 @@ def main() -> None:
                                                          temperature=protocol.temperature)))
                   for a in actions}
     report = {"names": names, "args": vars(args), "final": {}, "fidelities": {}}
-    print("\n| action | split-half rho (mean, p10) | seeds for 10%: unpaired / paired / episode-free | sd seed / state / residual "
-          "| between-loss sd | reference | train s per loss | eval s per loss |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| action | split-half rho (mean, p10) | seeds for 10%: unpaired / paired / episode-free | seeds for 10%, "
+          "moving losses: median (p25-p75), count | sd seed / state / residual | between-loss sd | reference | "
+          "train s per loss | eval s per loss |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for action, sc in final.items():
         ref = ref_scores[action.split("+")[0]]  # averaged weights share the rule's reference
         comps = [components(sc.returns[i]) for i in range(len(losses))]
         sh = split_half(sc.returns, rng)
         need = seeds_needed(sc.returns, ref)
+        moving = seeds_for_moving(sc.returns, ref)
         med = {k: math.sqrt(float(np.median([c[k] for c in comps]))) for k in ("seed", "state", "res")}
-        print(f"| {action} | {sh[0]:.3f}, {sh[1]:.3f} | {need[0]:.1f} / {need[1]:.1f} / {need[2]:.1f} | {med['seed']:.0f} / "
+        print(f"| {action} | {sh[0]:.3f}, {sh[1]:.3f} | {need[0]:.1f} / {need[1]:.1f} / {need[2]:.1f} | "
+              f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {med['seed']:.0f} / "
               f"{med['state']:.0f} / {med['res']:.0f} | {sc.returns.mean((1, 2)).std():.0f} | "
               f"{ref:.0f} | {sc.train_s / len(losses):.1f} | {sc.eval_s / len(losses):.1f} |")
         report["final"][action] = {"returns": sc.returns.tolist(), "split_half": sh, "seeds_needed": need,
-                                   "components": comps, "reference": ref,
+                                   "seeds_moving": moving, "components": comps, "reference": ref,
                                    "train_s": sc.train_s, "eval_s": sc.eval_s}
     fid_seeds0 = args.seed0 + 1000
     for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:

@@ -18,9 +18,11 @@ def test_protocol_reliability_quick_run_prints_every_figure(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     assert "split-half rho" in text and "seeds for 10%" in text and "sd seed / state / residual" in text
+    assert "moving losses: median (p25-p75), count" in text
     assert "fidelity 'search'" in text and "Spearman rho vs final" in text and "of the final in pair-steps" in text
     assert "| greedy+ema |" in text and "| mean+ema |" in text  # the averaged weights scored beside the last
     assert "greedy+ema against the last weights of the same training" in text
     study = json.loads((tmp_path / "study.json").read_text())
     assert set(study["final"]) == {"greedy", "mean", "greedy+ema", "mean+ema"}
     assert study["final"]["greedy"]["returns"] != study["final"]["greedy+ema"]["returns"]
+    assert len(study["final"]["greedy"]["seeds_moving"]) == 4  # median, p25, p75, count

@@ -1,0 +1,146 @@
+"""Compare protocol-reliability runs on the losses they share (issue 12).
+
+Each run is a ``--json`` file of ``benchmarks/protocol_reliability.py`` (every per-episode return of every loss,
+seed and start state, per scoring rule). Runs on disjoint seeds and start states, with different protocols, are
+compared on the losses common to all of them, so a protocol's figures are not moved by a different set of losses:
+
+- per run and rule: split-half rank reliability (Spearman rho between disjoint seed-and-state halves), the pooled
+  seeds for a 10% difference (as in protocol_reliability), the seeds for losses that move (mean more than 10% from
+  the untrained reference: median and quartiles over losses of 2 (z_0.975 + z_0.8)^2 Var_s / (0.1 mean)^2) and
+  their median sd over seeds;
+- the Spearman rho between the runs' loss means for every pair of (run, rule): do two protocols, on disjoint
+  seeds, rank the losses alike?
+- with ``--losses RULE``: every loss's mean +- sd over seeds in each run under RULE and the Welch t-test of each
+  run's per-seed means against the first run's (e.g. runs on `clean`, `noisy`, `mixed`: does a loss lose on the
+  hard variants?), the best loss of each run in bold.
+
+    R=benchmarks/studies/protocol_reliability     # the recorded runs of benchmarks/RESULTS.md
+    python benchmarks/protocol_compare.py b64=$R/hopper-mixed-b64-ema-s9000.json.gz \
+        b128=$R/hopper-mixed-b128-ema-s11000.json.gz --zoo-only
+    python benchmarks/protocol_compare.py a.json b.json --rules greedy,greedy+ema
+    python benchmarks/protocol_compare.py clean=c.json noisy=n.json mixed=m.json --zoo-only --losses mean+ema
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import sys
+import warnings
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol_reliability import seeds_for_moving, seeds_needed, split_half  # noqa: E402
+
+
+def load_run(spec: str) -> tuple[str, dict]:
+    """``LABEL=PATH`` or ``PATH`` (label: the file's name before its first dot) -> (label, the run's JSON, plain or
+    gzipped ``.json.gz``); one clear line if unreadable."""
+    label, _, path = spec.rpartition("=")
+    label = label or Path(path).name.split(".")[0]
+    try:
+        raw = Path(path).read_bytes()
+        run = json.loads(gzip.decompress(raw) if path.endswith(".gz") else raw)
+    except (OSError, ValueError) as err:  # ValueError: bad JSON, bad UTF-8
+        raise SystemExit(f"error: {path}: cannot read a protocol_reliability JSON ({err}); write one with "
+                         f"`protocol_reliability.py --json {path}`") from None
+    if not isinstance(run, dict) or not {"names", "final"} <= set(run):
+        raise SystemExit(f"error: {path}: not a protocol_reliability JSON (needs 'names' and 'final'); write one "
+                         f"with `protocol_reliability.py --json {path}`")
+    return label, run
+
+
+def common_losses(runs: dict[str, dict], zoo_only: bool) -> list[str]:
+    """Loss names present in every run, in the first run's order; ``zoo_only`` drops random maps (``m=...``)."""
+    first, *rest = runs.values()
+    names = [n for n in first["names"] if all(n in r["names"] for r in rest)]
+    return [n for n in names if not (zoo_only and n.startswith("m="))]
+
+
+def returns_of(run: dict, rule: str, names: list[str]) -> np.ndarray:
+    """The run's per-episode returns ``[P, S, E]`` under ``rule``, rows in the order of ``names``."""
+    r = np.asarray(run["final"][rule]["returns"], dtype=float)
+    return r[[run["names"].index(n) for n in names]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="protocol_reliability JSON files, each optionally LABEL=PATH")
+    parser.add_argument("--rules", default=None, help="scoring rules to compare (default: every rule of each run)")
+    parser.add_argument("--zoo-only", action="store_true", help="only the zoo's losses (drop random maps m=...)")
+    parser.add_argument("--losses", default=None, metavar="RULE",
+                        help="also print each loss's mean in every run under RULE, Welch p against the first run")
+    args = parser.parse_args(argv)
+    runs = dict(load_run(spec) for spec in args.runs)
+    if len(runs) < len(args.runs):
+        raise SystemExit("error: two runs share a label; name them LABEL=PATH")
+    names = common_losses(runs, args.zoo_only)
+    if len(names) < 3:
+        raise SystemExit(f"error: the runs share {len(names)} losses; at least 3 are needed to rank (run them on "
+                         "the same zoo)")
+    wanted = args.rules.split(",") if args.rules else None
+    rng = np.random.default_rng(0)
+    print(f"{len(names)} losses common to {len(runs)} runs" + (" (zoo only)" if args.zoo_only else ""))
+    print("\n| run | rule | seeds x states | split-half rho (mean, p10) | seeds for 10%, pooled | seeds for 10%, "
+          "moving losses: median (p25-p75), count | median sd over seeds, moving | reference |")
+    print("|---|---|---|---|---|---|---|---|")
+    means: dict[str, np.ndarray] = {}
+    for label, run in runs.items():
+        for rule in run["final"]:
+            if wanted and rule not in wanted:
+                continue
+            r = returns_of(run, rule, names)
+            ref = float(run["final"][rule]["reference"])
+            sh = split_half(r, rng)
+            pooled = seeds_needed(r, ref)[0]
+            moving = seeds_for_moving(r, ref)
+            per_seed = r.mean(2)
+            moved = np.abs(per_seed.mean(1) - ref) > 0.1 * abs(ref)
+            sd = float(np.median(per_seed[moved].std(1, ddof=1))) if moved.sum() else math.nan
+            means[f"{label}:{rule}"] = r.mean((1, 2))
+            print(f"| {label} | {rule} | {r.shape[1]} x {r.shape[2]} | {sh[0]:.3f}, {sh[1]:.3f} | {pooled:.1f} | "
+                  f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {sd:.0f} | {ref:.0f} |")
+    if not means:
+        raise SystemExit(f"error: no run has the rules {wanted}; rules are e.g. greedy, mean, greedy+ema")
+    print("\nSpearman rho of the loss means between runs (disjoint seeds when the runs' seeds differ):")
+    for a, b in combinations(means, 2):
+        if a.split(":")[0] != b.split(":")[0]:
+            print(f"- {a} vs {b}: {stats.spearmanr(means[a], means[b]).statistic:.3f}")
+    if args.losses:
+        print_loss_table(runs, names, args.losses)
+
+
+def print_loss_table(runs: dict[str, dict], names: list[str], rule: str) -> None:
+    """Per loss: mean +- sd over seeds of the per-seed mean return in each run (best of a run in bold), the Welch
+    t-test p of every later run against the first; the last row is each run's untrained reference."""
+    missing = [label for label, run in runs.items() if rule not in run["final"]]
+    if missing:
+        raise SystemExit(f"error: --losses {rule}: runs {missing} have no such rule; they have "
+                         f"{sorted(runs[missing[0]]['final'])}")
+    per_seed = {label: returns_of(run, rule, names).mean(2) for label, run in runs.items()}  # [P, S]
+    best = {label: int(np.argmax(x.mean(1))) for label, x in per_seed.items()}
+    first, *later = runs
+    print(f"\nper-loss means under {rule!r} (mean +- sd over seeds; Welch t-test against {first!r}):")
+    print("| loss | " + " | ".join(runs) + " | " + " | ".join(f"{b} vs {first} (Welch p)" for b in later) + " |")
+    print("|---|" + "---|" * (len(runs) + len(later)))
+    for i, name in enumerate(names):
+        cells = []
+        for label, x in per_seed.items():
+            bold = "**" if best[label] == i else ""
+            cells.append(f"{bold}{x[i].mean():.0f} +- {x[i].std(ddof=1):.0f}{bold}")
+        with warnings.catch_warnings():  # a loss that never moves the policy has (nearly) equal seeds
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ps = [stats.ttest_ind(per_seed[b][i], per_seed[first][i], equal_var=False).pvalue for b in later]
+        print(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(f"{p:.2g}" for p in ps) + " |")
+    refs = " | ".join(f"{float(run['final'][rule]['reference']):.0f}" for run in runs.values())
+    print(f"| untrained reference | {refs} | " + " | ".join("-" for _ in later) + " |")
+
+
+if __name__ == "__main__":
+    main()

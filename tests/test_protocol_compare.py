@@ -1,0 +1,109 @@
+"""benchmarks/protocol_compare.py and the moving-loss seed count of protocol_reliability, on hand-made runs."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+spec = importlib.util.spec_from_file_location("protocol_compare", ROOT / "benchmarks" / "protocol_compare.py")
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+reliability = sys.modules["protocol_reliability"]
+
+
+def layout(means, seed_offsets, states=2):
+    """Returns ``[P, S, E]``: loss i on seed s scores means[i] + seed_offsets[i][s] on every start state."""
+    return np.array([[[m + d] * states for d in offs] for m, offs in zip(means, seed_offsets)], dtype=float)
+
+
+def test_seeds_for_moving_counts_only_losses_that_leave_the_reference():
+    # loss 0 sits at the reference (no spread), losses 1-3 move and spread by +-10, +-20, +-40 over 4 seeds
+    r = layout([100, 200, 300, 400], [[0, 0, 0, 0], [10, -10, 10, -10], [20, -20, 20, -20], [40, -40, 40, -40]])
+    median, p25, p75, count = reliability.seeds_for_moving(r, reference=100.0)
+    z2 = reliability.Z2
+    per_loss = [2 * z2 * np.var([d, -d, d, -d], ddof=1) / (0.1 * m) ** 2 for m, d in ((200, 10), (300, 20), (400, 40))]
+    assert count == 3
+    assert median == pytest.approx(np.median(per_loss))
+    assert (p25, p75) == pytest.approx((np.percentile(per_loss, 25), np.percentile(per_loss, 75)))
+    # the pooled figure includes the still loss and so differs from the moving-loss one
+    assert reliability.seeds_needed(r, 100.0)[0] != pytest.approx(median)
+
+
+def test_seeds_for_moving_is_nan_when_fewer_than_two_losses_move():
+    r = layout([100, 101, 400], [[0, 1], [1, 0], [5, -5]])
+    median, *_, count = reliability.seeds_for_moving(r, reference=100.0)
+    assert count == 1 and np.isnan(median)
+
+
+def write_run(path, names, returns, reference=100.0, rules=("greedy",)):
+    run = {"names": names, "final": {rule: {"returns": np.asarray(returns).tolist(), "reference": reference}
+                                     for rule in rules}}
+    path.write_text(json.dumps(run))
+    return str(path)
+
+
+def test_compare_ranks_common_losses_and_reports_reversed_order(tmp_path, capsys):
+    offs = [[5, -5, 5, -5]] * 4
+    a = write_run(tmp_path / "a.json", ["dpo", "ipo", "orpo", "m=u"], layout([200, 300, 400, 500], offs))
+    # b has one extra loss, drops "m=u", and ranks the shared three in reverse
+    b = write_run(tmp_path / "b.json", ["orpo", "ipo", "dpo", "simpo"], layout([200, 300, 400, 50], offs))
+    compare.main([f"first={a}", f"second={b}"])
+    out = capsys.readouterr().out
+    assert out.startswith("3 losses common to 2 runs")
+    assert "| first | greedy | 4 x 2 | 1.000, 1.000 |" in out  # well separated: halves agree exactly
+    assert "- first:greedy vs second:greedy: -1.000" in out
+
+
+def test_compare_zoo_only_drops_random_maps(tmp_path, capsys):
+    offs = [[5, -5]] * 4
+    a = write_run(tmp_path / "a.json", ["dpo", "ipo", "orpo", "m=u"], layout([200, 300, 400, 500], offs))
+    b = write_run(tmp_path / "b.json", ["dpo", "ipo", "orpo", "m=u"], layout([210, 290, 420, 100], offs))
+    compare.main([a, b, "--zoo-only"])
+    out = capsys.readouterr().out
+    assert out.startswith("3 losses common to 2 runs (zoo only)")
+    assert "- a:greedy vs b:greedy: 1.000" in out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "cannot read a protocol_reliability JSON"),
+    ('{"names": []}', r"not a protocol_reliability JSON \(needs 'names' and 'final'\)"),
+])
+def test_compare_refuses_a_bad_file_in_one_line(tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(SystemExit, match=message) as err:
+        compare.main([str(bad)])
+    assert "\n" not in str(err.value) and "--json" in str(err.value)
+
+
+def test_compare_needs_three_shared_losses_and_distinct_labels(tmp_path):
+    a = write_run(tmp_path / "a.json", ["dpo", "ipo", "orpo"], layout([1, 2, 3], [[0, 1]] * 3))
+    b = write_run(tmp_path / "b.json", ["dpo", "simpo", "kto"], layout([1, 2, 3], [[0, 1]] * 3))
+    with pytest.raises(SystemExit, match="the runs share 1 losses; at least 3"):
+        compare.main([a, b])
+    with pytest.raises(SystemExit, match="two runs share a label"):
+        compare.main([f"x={a}", f"x={b}"])
+    with pytest.raises(SystemExit, match="no run has the rules"):
+        compare.main([a, f"y={a}", "--rules", "sample"])
+
+
+def test_compare_loss_table_gives_welch_p_against_the_first_run(tmp_path, capsys):
+    from scipy import stats
+    names = ["dpo", "ipo", "orpo"]
+    clean = layout([500, 300, 900], [[10, -10, 5, -5]] * 3)
+    noisy = layout([480, 310, 100], [[12, -8, 3, -7]] * 3)
+    a = write_run(tmp_path / "clean.json", names, clean, reference=400.0, rules=("greedy", "mean"))
+    b = write_run(tmp_path / "noisy.json", names, noisy, reference=350.0, rules=("greedy", "mean"))
+    compare.main([a, b, "--losses", "mean"])
+    out = capsys.readouterr().out
+    p = stats.ttest_ind(noisy[2].mean(1), clean[2].mean(1), equal_var=False).pvalue
+    assert f"| orpo | **900 +- 9** | 100 +- 9 | {p:.2g} |" in out  # best of clean in bold, best of noisy is dpo
+    assert "| dpo | 500 +- 9 | **480 +- 9** |" in out
+    assert "| untrained reference | 400 | 350 | - |" in out
+    with pytest.raises(SystemExit, match=r"--losses sample: runs \['clean', 'noisy'\] have no such rule"):
+        compare.main([a, b, "--losses", "sample"])
