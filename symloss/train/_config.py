@@ -59,7 +59,7 @@ residual 531 per episode): split-half 0.893 (0.943 projected), 10.8 seeds for 10
 seeds each: minibatches of 128 with averaged weights help ``mixed`` (157 -> 33 seeds) but hurt ``noisy`` (16 -> 56);
 lr 1e-4 with averaged weights and the mean rule ranks best on both Hopper datasets (split-half 0.94-0.98 on
 ``mixed``, 0.84-0.91 on ``noisy``, two disjoint runs each) yet ranks ``mixed``'s zoo unlike greedy (rho 0.46) and
-was not measured on TLA with 8 seeds: the preset is unchanged until it is (the candidate is the spec
+gave no gain on TLA in a 4-seed pilot: the preset is unchanged (the candidate is the spec
 ``final:lr=1e-4:ema=0.995:action=mean``). Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are
 fresh: a search trains on seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search
 selected is not scored on what selected it."""
