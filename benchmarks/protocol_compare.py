@@ -36,7 +36,7 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol_reliability import seeds_for_moving, seeds_needed, split_half  # noqa: E402
+from protocol_reliability import moving_losses, seeds_for_moving, seeds_needed, split_half  # noqa: E402
 
 
 def load_run(spec: str) -> tuple[str, dict]:
@@ -100,9 +100,8 @@ def main(argv: list[str] | None = None) -> None:
             sh = split_half(r, rng)
             pooled = seeds_needed(r, ref)[0]
             moving = seeds_for_moving(r, ref)
-            per_seed = r.mean(2)
-            moved = np.abs(per_seed.mean(1) - ref) > 0.1 * abs(ref)
-            sd = float(np.median(per_seed[moved].std(1, ddof=1))) if moved.sum() else math.nan
+            moved = moving_losses(r, ref)
+            sd = float(np.median(r[moved].mean(2).std(1, ddof=1))) if moved.any() else math.nan
             means[f"{label}:{rule}"] = r.mean((1, 2))
             print(f"| {label} | {rule} | {r.shape[1]} x {r.shape[2]} | {sh[0]:.3f}, {sh[1]:.3f} | {pooled:.1f} | "
                   f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {sd:.0f} | {ref:.0f} |")

@@ -190,6 +190,11 @@ def seeds_needed(r: np.ndarray, reference: float) -> tuple[float, float, float]:
     return unpaired, paired, seed_only
 
 
+def moving_losses(r: np.ndarray, reference: float, *, moved: float = 0.1) -> np.ndarray:
+    """Boolean mask ``[P]``: the losses whose mean return is more than ``moved`` x reference from the reference."""
+    return np.abs(r.mean((1, 2)) - reference) > moved * abs(reference)
+
+
 def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1) -> tuple[float, float, float, int]:
     """Seeds a 10% difference needs between losses that train, from each loss's own spread over seeds.
 
@@ -200,7 +205,7 @@ def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1) -> 
     """
     per_seed = r.mean(2)  # [P, S]
     means, var = per_seed.mean(1), per_seed.var(1, ddof=1)
-    move = np.abs(means - reference) > moved * abs(reference)
+    move = moving_losses(r, reference, moved=moved)
     if move.sum() < 2:
         return math.nan, math.nan, math.nan, int(move.sum())
     n = 2 * Z2 * var[move] / (0.1 * means[move]) ** 2

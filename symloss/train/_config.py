@@ -56,7 +56,7 @@ the search's rule, not the report's. On Hopper mixed, training chaos is 2.5x lar
 (``ema=0.995``) gave 0.821 and 62 seeds in the same training. On TLA noisy the noise is in the episodes instead (seed sd 67,
 residual 531 per episode): split-half 0.893 (0.943 projected), 10.8 seeds for 10%. Training-side levers
 (benchmarks/RESULTS.md, "The training-side lever repeated" and "A lower learning rate"), zoo of 21 losses, 8 fresh
-seeds each: minibatches of 128 with averaged weights help ``mixed`` (157 -> 33 seeds) but hurt ``noisy`` (16 -> 56);
+seeds each: minibatches of 128 with averaged weights help ``mixed`` (157 -> 33 seeds) but hurt ``noisy`` (16 -> 59);
 lr 1e-4 with averaged weights and the mean rule ranks best on both Hopper datasets (split-half 0.94-0.98 on
 ``mixed``, 0.84-0.91 on ``noisy``, two disjoint runs each) yet ranks ``mixed``'s zoo unlike greedy (rho 0.46) and
 gave no gain on TLA in a 4-seed pilot: the preset is unchanged (the candidate is the spec
