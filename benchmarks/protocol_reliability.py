@@ -21,6 +21,7 @@ policy on E fresh start states under each action rule, and prints:
     python benchmarks/protocol_reliability.py --env hopper --dataset noisy            # the study (~1 h on 2 cores)
     python benchmarks/protocol_reliability.py --quick                                 # a smoke run (~1 min)
     python benchmarks/protocol_reliability.py --protocol final:ema=0.995 ...          # also score averaged weights
+    python benchmarks/protocol_reliability.py --protocol final:checkpoints=4 ...      # and 4 late checkpoints
 """
 
 from __future__ import annotations
@@ -122,12 +123,19 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     """Train ``losses x seeds`` once, then score the policies under every action rule on the same episodes.
 
     With ``protocol.ema`` set, both weights of each trained policy are scored: the last ones under the rule's
-    name (``greedy``) and the moving average under ``greedy+ema`` (the same training, so a paired comparison)."""
+    name (``greedy``) and the moving average under ``greedy+ema`` (the same training, so a paired comparison).
+    With ``protocol.checkpoints = K > 1``, the scored weights at each earlier checkpoint too (``greedy@375``),
+    and two averages over the K checkpoints: ``greedy@avgK`` (every checkpoint on all start states, K x the
+    scoring) and ``greedy@mixK`` (start state e scored on checkpoint e mod K: the scoring cost of one)."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
     result = trainer.fit(losses, data, seeds=seeds)
     train_s = time.perf_counter() - start
+    scored = "" if protocol.ema is None else "+ema"
     weights = [("", result.params)] if protocol.ema is None else [("", result.last_params), ("+ema", result.params)]
+    steps = protocol.checkpoint_steps
+    if result.checkpoints is not None:
+        weights += [(f"{scored}@{step}", params) for step, params in zip(steps[:-1], result.checkpoints[:-1])]
     out = {}
     for suffix, params in weights:
         for action in actions:
@@ -136,12 +144,22 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
                                       action=action, temperature=protocol.temperature)
             out[action + suffix] = Scores(np.asarray(r).reshape(len(losses), len(seeds), episodes), train_s,
                                           time.perf_counter() - start)
+    if result.checkpoints is not None:
+        k = len(steps)
+        for action in actions:
+            parts = [out[f"{action}{scored}@{step}"] for step in steps[:-1]] + [out[action + scored]]
+            stacked = np.stack([p.returns for p in parts])  # [K, P, S, E]
+            eval_s = sum(p.eval_s for p in parts)
+            out[f"{action}{scored}@avg{k}"] = Scores(stacked.mean(0), train_s, eval_s)
+            mixed = stacked[np.arange(episodes) % k, :, :, np.arange(episodes)]  # [E, P, S]
+            out[f"{action}{scored}@mix{k}"] = Scores(np.moveaxis(mixed, 0, -1), train_s, eval_s / k)
     return out
 
 
 def rule_name(protocol: TrainConfig) -> str:
-    """The name :func:`train_and_score` gives the scores a protocol reports (``mean``, ``greedy+ema``)."""
-    return protocol.action + ("" if protocol.ema is None else "+ema")
+    """The name :func:`train_and_score` gives the scores a protocol reports (``mean``, ``greedy+ema@avg4``)."""
+    return (protocol.action + ("" if protocol.ema is None else "+ema")
+            + ("" if protocol.checkpoints == 1 else f"@avg{protocol.checkpoints}"))
 
 
 def parse_protocol(text: str) -> tuple[str, TrainConfig]:
@@ -238,7 +256,7 @@ def main() -> None:
     args.seeds = args.seeds or protocol.seeds
     args.episodes = args.episodes or protocol.episodes
     if args.quick:
-        protocol = replace(protocol, steps=5, batch_size=8)
+        protocol = replace(protocol, steps=5, batch_size=8, checkpoints=min(protocol.checkpoints, 2))
     ds = bench.build_dataset(args.env, args.dataset, **({"n_pairs": 64} if args.quick else {}))
     spec = bench.spec_for_dataset(ds)
     reference = bench.load_reference(ds, spec, **({"steps": 5} if args.quick else {}))
@@ -263,7 +281,7 @@ def main() -> None:
           "train s per loss | eval s per loss |")
     print("|---|---|---|---|---|---|---|---|---|")
     for action, sc in final.items():
-        ref = ref_scores[action.split("+")[0]]  # averaged weights share the rule's reference
+        ref = ref_scores[action.split("+")[0].split("@")[0]]  # averaged weights share the rule's reference
         comps = [components(sc.returns[i]) for i in range(len(losses))]
         sh = split_half(sc.returns, rng)
         need = seeds_needed(sc.returns, ref)
@@ -295,11 +313,12 @@ def main() -> None:
             key = fid_name if fid_rule == rule_name(fid) else f"{fid_name} [{fid_rule}]"
             report["fidelities"][key] = {"returns": fid_scores.returns.tolist(), "rho": rhos, "cost": cost,
                                          "wall_ratio": wall}
-    for rule in [r for r in final if r.endswith("+ema")]:
-        base, avg = final[rule.split("+")[0]].returns, final[rule].returns
+    for rule in [r for r in final if r.endswith("+ema") or "@avg" in r or "@mix" in r]:
+        base, avg = final[rule.split("+")[0].split("@")[0]].returns, final[rule].returns
         gain = (avg - base).mean((1, 2))
         rho = stats.spearmanr(avg.mean((1, 2)), base.mean((1, 2))).statistic
-        print(f"\n{rule} against the last weights of the same training ({rule.split('+')[0]}): loss means rank with "
+        print(f"\n{rule} against the last weights of the same training ({rule.split('+')[0].split('@')[0]}): loss "
+              f"means rank with "
               f"Spearman rho {rho:.3f}; mean change {gain.mean():+.1f} (losses: min {gain.min():+.1f}, max "
               f"{gain.max():+.1f})")
     order = np.argsort(-final[actions[0]].returns.mean((1, 2)))

@@ -234,3 +234,34 @@ def test_ema_zero_scores_the_last_weights_and_bad_decays_are_refused(data):
     for bad in (1.0, -0.1, 2):
         with pytest.raises(ValueError, match="ema"):
             TrainConfig(ema=bad)
+
+
+def test_checkpoint_steps_spread_over_the_last_half_and_too_many_are_refused():
+    assert TrainConfig(steps=600, checkpoints=4).checkpoint_steps == [375, 450, 525, 600]
+    assert TrainConfig(steps=7, checkpoints=1).checkpoint_steps == [7]
+    assert TrainConfig(steps=8, checkpoints=4).checkpoint_steps == [5, 6, 7, 8]
+    with pytest.raises(ValueError, match="checkpoints=5: .* needs steps >= 10"):
+        TrainConfig(steps=9, checkpoints=5)
+    with pytest.raises(ValueError, match="checkpoints"):
+        TrainConfig(checkpoints=0)
+
+
+@pytest.mark.parametrize("ema", [None, 0.5])
+def test_checkpoints_are_the_weights_of_shorter_runs_and_the_fitness_is_their_mean(data, ema):
+    """With K checkpoints the fitness is (1/K) sum_j f(theta_{t_j}); theta_{t_j} is checked against a run stopped
+    after t_j steps (DPO ignores the progress t, so the runs share a path), in float64."""
+    cfg = dataclasses.replace(CFG, steps=8, dtype="float64", ema=ema)
+    data64 = data.to("cpu", torch.float64)
+    result = PopulationTrainer(dataclasses.replace(cfg, checkpoints=2)).fit([dpo(), orpo()], data64, seeds=[5, 6])
+    stopped = [PopulationTrainer(dataclasses.replace(cfg, steps=k)).fit([dpo(), orpo()], data64, seeds=[5, 6])
+               for k in (6, 8)]
+    assert len(result.checkpoints) == 2
+    for checkpoint, run in zip(result.checkpoints, stopped):
+        for name, value in run.params.items():
+            torch.testing.assert_close(checkpoint[name], value, rtol=0, atol=1e-9)
+    for name, value in result.params.items():
+        assert torch.equal(value, result.checkpoints[-1][name])
+    torch.testing.assert_close(result.fitness_per_seed, (stopped[0].fitness_per_seed + stopped[1].fitness_per_seed) / 2,
+                               rtol=0, atol=1e-9)
+    assert not torch.allclose(stopped[0].fitness_per_seed, stopped[1].fitness_per_seed)  # the mean is informative
+    assert PopulationTrainer(cfg).fit([dpo()], data64, seeds=[5]).checkpoints is None

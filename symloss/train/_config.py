@@ -126,6 +126,12 @@ class TrainConfig:
     theta_bar_k = d theta_bar_{k-1} + (1 - d) theta_k after every step k (Polyak averaging; d = 0.99 averages
     about the last 1 / (1 - d) = 100 steps). d in [0, 1); None (the presets): score the last weights. With d set,
     ``PopulationResult.params`` holds the averages and ``last_params`` the last weights."""
+    checkpoints: int = 1
+    """K, weights scored per member: the fitness is the mean over K checkpoints evenly spaced over the last half of
+    training, at steps T - j floor(T / 2K) for j = K-1, ..., 0 (T = ``steps``; with ``ema``, the averaged weights
+    at those steps), every checkpoint on the same ``episodes`` start states; >= 1, and K <= T / 2. K = 1 (the
+    presets): the weights after the last step. Averaging returns over the late checkpoints of one training
+    smooths the chaos of a return that is piecewise constant in the weights; it costs K x the scoring."""
     eval_seed: int = 0
     """Episode e of every member starts from ``reset(seed=eval_seed + e)`` (common random numbers); a
     search uses its own seed unless this is given."""
@@ -155,6 +161,11 @@ class TrainConfig:
             object.__setattr__(self, "betas", tuple(self.betas))
         for name in ("steps", "batch_size", "seeds", "episodes"):
             check_range(name, getattr(self, name), lo=1, integer=True)
+        check_range("checkpoints", self.checkpoints, lo=1, integer=True)
+        if self.checkpoints > 1 and self.checkpoints > self.steps // 2:
+            raise ConfigError(f"checkpoints={self.checkpoints}: spread over the last half of training, it needs "
+                              f"steps >= {2 * self.checkpoints} (steps={self.steps}); lower checkpoints or raise "
+                              f"steps")
         for name in ("first_seed", "eval_seed"):
             check_range(name, getattr(self, name), lo=0, integer=True)
         for name in ("lr", "eps"):
@@ -227,6 +238,12 @@ class TrainConfig:
         if callable(self.fitness):
             raise ConfigError(f"fitness={self.fitness!r}: a callable cannot be stored; give 'return' or 'offline'")
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        """Steps after which the scored weights are taken, ascending; the last is ``steps``."""
+        gap = self.steps // (2 * self.checkpoints)
+        return [self.steps - j * gap for j in reversed(range(self.checkpoints))]
 
     @property
     def torch_dtype(self) -> Any:

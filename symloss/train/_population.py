@@ -135,10 +135,20 @@ class PopulationTrainer:
                     log.debug("training members %d..%d of %d", lo, lo + len(cands), len(candidates))
                     outs.append(train_chunk(cfg, losses, data, cands, mseeds, shared=n_seeds == 1, on_step=on_step))
             trained = time.perf_counter()
-            fitness, metrics = self._score(fitness_fn, data, outs, candidates, member_seeds)  # one batch
+            fitness, metrics = self._score_checkpoints(fitness_fn, data, outs, candidates, member_seeds)
         timings = {"train": trained - start, "score": time.perf_counter() - trained}
         parts = [_to_cpu(out, candidates[lo:lo + size]) for out, lo in zip(outs, starts)]
         return _assemble(losses, seeds, parts, fitness, metrics, time.perf_counter() - start, timings)
+
+    def _score_checkpoints(self, fitness_fn, data: PreferenceData, outs: list[dict], cands: list[int],
+                           seeds: list[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`_score` of the scored weights; with ``checkpoints = K > 1``, the mean fitness over the K
+        checkpoints of every member (f = (1 / K) sum_j f(theta_{t_j})) and the extra metrics of the last one."""
+        if outs[0]["checkpoints"] is None:
+            return self._score(fitness_fn, data, outs, cands, seeds)
+        per = [self._score(fitness_fn, data, [{**out, "params": out["checkpoints"][j]} for out in outs], cands, seeds)
+               for j in range(len(outs[0]["checkpoints"]))]
+        return torch.stack([fit for fit, _ in per]).mean(0), per[-1][1]
 
     def _score(self, fitness_fn, data: PreferenceData, outs: list[dict], cands: list[int],
                seeds: list[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -222,9 +232,10 @@ def _to_cpu(out: dict, cands: list[int]) -> dict:
     for i, (code, step) in enumerate(zip(out["code"].tolist(), out["failed_at"].tolist())):
         value = loss[i, step].item() if step >= 0 else math.nan
         reasons.append(_reason(code, step, value, out["raised"].get(cands[i])))
-    last = out.get("last_params")
+    last, checkpoints = out.get("last_params"), out.get("checkpoints")
     return {"params": {k: v.cpu() for k, v in out["params"].items()},
             "last_params": None if last is None else {k: v.cpu() for k, v in last.items()},
+            "checkpoints": None if checkpoints is None else [{k: v.cpu() for k, v in c.items()} for c in checkpoints],
             "curves": {k: v.cpu() for k, v in out["curves"].items()}, "failed_at": out["failed_at"].cpu(),
             "reasons": reasons}
 
@@ -250,6 +261,9 @@ def _assemble(losses: list[MirrorLoss], seeds: tuple[int, ...], parts: list[dict
         params={k: torch.cat([part["params"][k] for part in parts]) for k in parts[0]["params"]},
         last_params=None if parts[0]["last_params"] is None else
         {k: torch.cat([part["last_params"][k] for part in parts]) for k in parts[0]["last_params"]},
+        checkpoints=None if parts[0]["checkpoints"] is None else tuple(
+            {k: torch.cat([part["checkpoints"][j][k] for part in parts]) for k in parts[0]["checkpoints"][j]}
+            for j in range(len(parts[0]["checkpoints"]))),
         wall_s=wall_s,
         timings=timings,
     )

@@ -34,6 +34,8 @@ class PopulationResult:
         params: the parameters that were scored, ``[P * S, ...]`` on CPU: the last ones, or their moving
             average with ``TrainConfig.ema`` (a failed member keeps its last finite values).
         last_params: with ``TrainConfig.ema``, the last (not averaged) parameters; None otherwise.
+        checkpoints: with ``TrainConfig.checkpoints = K > 1``, the scored parameters at each of the config's
+            ``checkpoint_steps`` (K dicts laid out like ``params``, the last is ``params``); None otherwise.
         wall_s: seconds the run took, fitness included.
         timings: seconds spent training (``train``) and scoring (``score``).
     """
@@ -50,6 +52,7 @@ class PopulationResult:
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     params: dict[str, torch.Tensor] | None = None
     last_params: dict[str, torch.Tensor] | None = None
+    checkpoints: tuple[dict[str, torch.Tensor], ...] | None = None
     wall_s: float = math.nan
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -9,6 +9,7 @@ Member i trains candidate ``candidates[i]`` with seed ``seeds[i]``. One step, fo
     grads    = d/d(params) sum_i where(alive_i, L_i, 0)             one backward; members share no parameter
     clip each member's gradient to max_grad_norm, then Adam per member (``_optim``)
     with ``TrainConfig.ema = d``: theta_bar <- d theta_bar + (1 - d) theta         (theta_bar_0 = the reference)
+    with ``TrainConfig.checkpoints = K > 1``: a copy of the scored weights after each of K - 1 earlier steps
 
 On CUDA with ``TrainConfig.cuda_graph``, the first ``GRAPH_WARMUP`` steps run eagerly (on a side stream, as
 CUDA graph capture requires), one step is then recorded, and every later step replays it: the indices, the
@@ -235,7 +236,8 @@ def _use_graph(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceD
 def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: PreferenceData, candidates: list[int],
                 seeds: list[int], shared: bool, on_step: Callable[[], None] | None = None) -> dict:
     """Train one chunk of members; returns the params to score (the averages with ``cfg.ema``, then also
-    ``last_params``), curves and failure records (on ``data.device``).
+    ``last_params``; with ``cfg.checkpoints > 1``, ``checkpoints``: the scored weights at each of
+    ``cfg.checkpoint_steps``, the last being ``params``), curves and failure records (on ``data.device``).
 
     ``on_step`` is called after every step (a progress bar's advance)."""
     n, device, steps = len(candidates), data.device, cfg.steps
@@ -256,6 +258,8 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
     warmup = torch.cuda.Stream(device) if _use_graph(cfg, [losses[p] for p, _, _ in groups], data) else None
     graphed = None
     pin = device.type == "cuda"
+    early = set(cfg.checkpoint_steps[:-1])
+    checkpoints: list[dict[str, torch.Tensor]] = []
     for k in range(steps):
         idx = torch.stack([torch.randint(0, data.n_train, (batch_size,), generator=g) for g in gens])
         idx = idx.pin_memory().to(device, non_blocking=True) if pin else idx
@@ -273,12 +277,15 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
                     curves[name][:, k] = value
             for p, msg in errors.items():
                 raised.setdefault(p, (k, msg))
+        if k + 1 in early:
+            checkpoints.append({name: v.detach().clone() for name, v in (state.params if state.ema is None else state.ema).items()})
         if on_step is not None:
             on_step()
     after = torch.arange(steps, device=device) > state.failed_at[:, None]
     for name in CURVES:  # nothing is recorded for a member after it failed
         curves[name].masked_fill_(after & (state.failed_at[:, None] >= 0), math.nan)
     last = {k: v.detach() for k, v in state.params.items()}
-    return {"params": last if state.ema is None else state.ema, "last_params": None if state.ema is None else last,
-            "curves": curves, "active": state.active, "code": state.code, "failed_at": state.failed_at,
+    scored = last if state.ema is None else state.ema
+    return {"params": scored, "last_params": None if state.ema is None else last,
+            "checkpoints": [*checkpoints, scored] if checkpoints else None, "curves": curves, "active": state.active, "code": state.code, "failed_at": state.failed_at,
             "raised": raised}
