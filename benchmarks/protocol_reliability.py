@@ -245,6 +245,9 @@ def main() -> None:
     parser.add_argument("--random-maps", type=int, default=10, help="random valid mirror maps added to the zoo")
     parser.add_argument("--seed0", type=int, default=7000, help="first training seed (fresh: not used elsewhere)")
     parser.add_argument("--eval-seed", type=int, default=70000, help="first start-state seed (fresh)")
+    parser.add_argument("--maps-seed", type=int, default=None,
+                        help="seed of the random maps (default: --seed0); give another run's --seed0 to train its "
+                             "losses on fresh seeds, e.g. a fidelity measured apart and compared by protocol_compare")
     parser.add_argument("--json", default=None, help="write every per-episode return here")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
@@ -262,7 +265,8 @@ def main() -> None:
     reference = bench.load_reference(ds, spec, **({"steps": 5} if args.quick else {}))
     data = PopulationTrainer(protocol).prepare(ds, spec, reference)
     u_range = data_u_ranges(data.train, "sequence")["mirror"]
-    losses = zoo_losses(args.quick) + random_valid_maps(args.random_maps, u_range, seed=args.seed0)
+    maps_seed = args.seed0 if args.maps_seed is None else args.maps_seed
+    losses = zoo_losses(args.quick) + random_valid_maps(args.random_maps, u_range, seed=maps_seed)
     names = [name for name, _ in losses]
     actions = args.actions.split(",")
     print(f"{args.env}/{args.dataset}: {len(losses)} losses, protocol {args.protocol!r} "
