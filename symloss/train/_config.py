@@ -64,8 +64,9 @@ gave no gain on TLA in a 4-seed pilot: the preset is unchanged (the candidate is
 "Scoring late checkpoints") cuts ``mixed``'s seeds for 10% about 3x in two disjoint runs (107 -> 36, 110 -> 43
 between losses that train) but not ``noisy``'s, where today's protocol needed 44 seeds on fresh seeds
 (20000..20007; 16 on 7000..7007): the seed effect persists through training there, so only more seeds help.
-Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search
-selected is not scored on what selected it."""
+Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on
+seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on
+what selected it."""
 
 
 _Budget = make_dataclass("Budget", ["steps", "batch_size", "episodes"], frozen=True, kw_only=True)
