@@ -62,8 +62,8 @@ lr 1e-4 with averaged weights and the mean rule ranks best on both Hopper datase
 gave no gain on TLA in a 4-seed pilot: the preset is unchanged (the candidate is the spec
 ``final:lr=1e-4:ema=0.995:action=mean``). Scoring 4 late checkpoints (``checkpoints=4``; benchmarks/RESULTS.md
 "Scoring late checkpoints") cuts ``mixed``'s seeds for 10% about 3x in two disjoint runs (107 -> 36, 110 -> 43
-between losses that train) but not ``noisy``'s, where today's protocol needed 44 seeds on fresh seeds
-(20000..20007; 16 on 7000..7007): the seed effect persists through training there, so only more seeds help.
+between losses that train) but not ``noisy``'s, where today's protocol needed 44 and 58 seeds on two fresh runs
+(seeds 20000.., 24000..; 16 on 7000..7007): the seed effect persists through training there, so only more seeds help.
 Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on
 seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on
 what selected it."""
