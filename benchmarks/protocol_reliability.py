@@ -162,6 +162,11 @@ def rule_name(protocol: TrainConfig) -> str:
             + ("" if protocol.checkpoints == 1 else f"@avg{protocol.checkpoints}"))
 
 
+def base_rule(rule: str) -> str:
+    """The action rule a scoring rule is built on: ``greedy+ema@avg4`` -> ``greedy`` (its reference and last weights)."""
+    return rule.split("+")[0].split("@")[0]
+
+
 def parse_protocol(text: str) -> tuple[str, TrainConfig]:
     """``"final:seeds=2:episodes=8:action=mean"`` -> (the text, ``TrainConfig.from_spec(text)``)."""
     return text, TrainConfig.from_spec(text)
@@ -285,7 +290,7 @@ def main() -> None:
           "train s per loss | eval s per loss |")
     print("|---|---|---|---|---|---|---|---|---|")
     for action, sc in final.items():
-        ref = ref_scores[action.split("+")[0].split("@")[0]]  # averaged weights share the rule's reference
+        ref = ref_scores[base_rule(action)]  # averaged weights share the rule's reference
         comps = [components(sc.returns[i]) for i in range(len(losses))]
         sh = split_half(sc.returns, rng)
         need = seeds_needed(sc.returns, ref)
@@ -318,10 +323,10 @@ def main() -> None:
             report["fidelities"][key] = {"returns": fid_scores.returns.tolist(), "rho": rhos, "cost": cost,
                                          "wall_ratio": wall}
     for rule in [r for r in final if r.endswith("+ema") or "@avg" in r or "@mix" in r]:
-        base, avg = final[rule.split("+")[0].split("@")[0]].returns, final[rule].returns
+        base, avg = final[base_rule(rule)].returns, final[rule].returns
         gain = (avg - base).mean((1, 2))
         rho = stats.spearmanr(avg.mean((1, 2)), base.mean((1, 2))).statistic
-        print(f"\n{rule} against the last weights of the same training ({rule.split('+')[0].split('@')[0]}): loss "
+        print(f"\n{rule} against the last weights of the same training ({base_rule(rule)}): loss "
               f"means rank with "
               f"Spearman rho {rho:.3f}; mean change {gain.mean():+.1f} (losses: min {gain.min():+.1f}, max "
               f"{gain.max():+.1f})")

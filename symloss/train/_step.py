@@ -260,6 +260,7 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
     pin = device.type == "cuda"
     early = set(cfg.checkpoint_steps[:-1])
     checkpoints: list[dict[str, torch.Tensor]] = []
+    to_score = state.params if state.ema is None else state.ema  # updated in place by every step
     for k in range(steps):
         idx = torch.stack([torch.randint(0, data.n_train, (batch_size,), generator=g) for g in gens])
         idx = idx.pin_memory().to(device, non_blocking=True) if pin else idx
@@ -278,7 +279,7 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
             for p, msg in errors.items():
                 raised.setdefault(p, (k, msg))
         if k + 1 in early:
-            checkpoints.append({name: v.detach().clone() for name, v in (state.params if state.ema is None else state.ema).items()})
+            checkpoints.append({name: v.detach().clone() for name, v in to_score.items()})
         if on_step is not None:
             on_step()
     after = torch.arange(steps, device=device) > state.failed_at[:, None]
@@ -287,5 +288,6 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
     last = {k: v.detach() for k, v in state.params.items()}
     scored = last if state.ema is None else state.ema
     return {"params": scored, "last_params": None if state.ema is None else last,
-            "checkpoints": [*checkpoints, scored] if checkpoints else None, "curves": curves, "active": state.active, "code": state.code, "failed_at": state.failed_at,
+            "checkpoints": [*checkpoints, scored] if checkpoints else None,
+            "curves": curves, "active": state.active, "code": state.code, "failed_at": state.failed_at,
             "raised": raised}
