@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -118,15 +119,37 @@ class Scores:
     eval_s: float
 
 
+def soup(params: dict[str, torch.Tensor], n_losses: int, n_seeds: int, size: int) -> dict[str, torch.Tensor]:
+    """Seed soups: the weights of each loss averaged over consecutive groups of ``size`` training seeds,
+    theta_soup(p, g) = (1 / G) sum_{j < G} theta(p, g G + j), laid out ``[P * S / G, ...]`` like ``params``.
+
+    Every seed starts at the same SFT reference and differs only in its minibatch order, so the soup averages
+    out minibatch noise in the weights before the (chaotic) return is taken, where averaging returns over seeds
+    averages it after."""
+    if n_seeds % size:
+        raise ValueError(f"soup size {size} must divide the {n_seeds} seeds")
+    return {key: value.reshape(n_losses, n_seeds // size, size, *value.shape[1:]).mean(2)
+                     .reshape(n_losses * (n_seeds // size), *value.shape[1:])
+            for key, value in params.items()}
+
+
+def seeds_per_unit(rule: str) -> int:
+    """Training seeds behind one scored policy of ``rule``: G for a seed soup (``greedy~soup4``), else 1."""
+    return int(rule.rsplit("~soup", 1)[1]) if "~soup" in rule else 1
+
+
 def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds: list[int],
-                    actions: list[str], episodes: int, eval_seed: int) -> dict[str, Scores]:
+                    actions: list[str], episodes: int, eval_seed: int,
+                    soups: tuple[int, ...] = ()) -> dict[str, Scores]:
     """Train ``losses x seeds`` once, then score the policies under every action rule on the same episodes.
 
     With ``protocol.ema`` set, both weights of each trained policy are scored: the last ones under the rule's
     name (``greedy``) and the moving average under ``greedy+ema`` (the same training, so a paired comparison).
     With ``protocol.checkpoints = K > 1``, the scored weights at each earlier checkpoint too (``greedy@375``),
     and two averages over the K checkpoints: ``greedy@avgK`` (every checkpoint on all start states, K x the
-    scoring) and ``greedy@mixK`` (start state e scored on checkpoint e mod K: the scoring cost of one)."""
+    scoring) and ``greedy@mixK`` (start state e scored on checkpoint e mod K: the scoring cost of one).
+    For each G in ``soups``, the :func:`soup` of each G seeds' scored weights too (``greedy~soupG``; returns
+    ``[P, S / G, E]``: one row per soup)."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
     result = trainer.fit(losses, data, seeds=seeds)
@@ -153,6 +176,16 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
             out[f"{action}{scored}@avg{k}"] = Scores(stacked.mean(0), train_s, eval_s)
             mixed = stacked[np.arange(episodes) % k, :, :, np.arange(episodes)]  # [E, P, S]
             out[f"{action}{scored}@mix{k}"] = Scores(np.moveaxis(mixed, 0, -1), train_s, eval_s / k)
+    for size in soups:
+        for suffix, params in weights[:1 if protocol.ema is None else 2]:
+            mixed_params = soup(params, len(losses), len(seeds), size)
+            for action in actions:
+                start = time.perf_counter()
+                r = bench.episode_returns(data.spec, mixed_params, data.env, episodes=episodes, seed=eval_seed,
+                                          action=action, temperature=protocol.temperature)
+                out[f"{action}{suffix}~soup{size}"] = Scores(
+                    np.asarray(r).reshape(len(losses), len(seeds) // size, episodes), train_s,
+                    time.perf_counter() - start)
     return out
 
 
@@ -164,7 +197,7 @@ def rule_name(protocol: TrainConfig) -> str:
 
 def base_rule(rule: str) -> str:
     """The action rule a scoring rule is built on: ``greedy+ema@avg4`` -> ``greedy`` (its reference and last weights)."""
-    return rule.split("+")[0].split("@")[0]
+    return rule.split("+")[0].split("@")[0].split("~")[0]
 
 
 def parse_protocol(text: str) -> tuple[str, TrainConfig]:
@@ -253,11 +286,14 @@ def main() -> None:
     parser.add_argument("--maps-seed", type=int, default=None,
                         help="seed of the random maps (default: --seed0); give another run's --seed0 to train its "
                              "losses on fresh seeds, e.g. a fidelity measured apart and compared by protocol_compare")
+    parser.add_argument("--soups", default="",
+                        help="seed-soup sizes G to score too (comma-separated; each divides --seeds and leaves >= 4 "
+                             "soups for the split-half): each loss's weights averaged over G seeds")
     parser.add_argument("--json", default=None, help="write every per-episode return here")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
     if args.quick:
-        args.seeds, args.episodes, args.random_maps = 2, 2, 1
+        args.seeds, args.episodes, args.random_maps = args.seeds or 2, 2, 1
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     _, protocol = parse_protocol(args.protocol)
@@ -278,8 +314,13 @@ def main() -> None:
           f"({protocol.steps} steps x {protocol.batch_size} pairs, lr {protocol.lr:g}), {args.seeds} seeds x "
           f"{args.episodes} start states; data u-range [{u_range[0]:.4g}, {u_range[1]:.3g}]")
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
+    soup_sizes = tuple(int(g) for g in args.soups.split(",") if g)
+    for size in soup_sizes:
+        if size < 2 or args.seeds % size or args.seeds // size < 2:
+            sys.exit(f"--soups {size}: a soup size must be >= 2 and divide --seeds {args.seeds} into >= 2 soups; "
+                     f"pick a divisor such as {args.seeds // 2}")
     final = train_and_score([loss for _, loss in losses], data, protocol, seeds, actions, args.episodes,
-                            args.eval_seed)
+                            args.eval_seed, soups=soup_sizes)
     ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env, episodes=args.episodes,
                                                          seed=args.eval_seed, action=a,
                                                          temperature=protocol.temperature)))
@@ -293,8 +334,10 @@ def main() -> None:
         ref = ref_scores[base_rule(action)]  # averaged weights share the rule's reference
         comps = [components(sc.returns[i]) for i in range(len(losses))]
         sh = split_half(sc.returns, rng)
-        need = seeds_needed(sc.returns, ref)
+        g = seeds_per_unit(action)  # a soup's rows are G seeds each: the counts below are in seeds
+        need = tuple(g * n for n in seeds_needed(sc.returns, ref))
         moving = seeds_for_moving(sc.returns, ref)
+        moving = (g * moving[0], g * moving[1], g * moving[2], moving[3])
         med = {k: math.sqrt(float(np.median([c[k] for c in comps]))) for k in ("seed", "state", "res")}
         print(f"| {action} | {sh[0]:.3f}, {sh[1]:.3f} | {need[0]:.1f} / {need[1]:.1f} / {need[2]:.1f} | "
               f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {med['seed']:.0f} / "
@@ -302,7 +345,7 @@ def main() -> None:
               f"{ref:.0f} | {sc.train_s / len(losses):.1f} | {sc.eval_s / len(losses):.1f} |")
         report["final"][action] = {"returns": sc.returns.tolist(), "split_half": sh, "seeds_needed": need,
                                    "seeds_moving": moving, "components": comps, "reference": ref,
-                                   "train_s": sc.train_s, "eval_s": sc.eval_s}
+                                   "train_s": sc.train_s, "eval_s": sc.eval_s, "seeds_per_unit": g}
     fid_seeds0 = args.seed0 + 1000
     for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:
         if args.quick:
@@ -322,9 +365,9 @@ def main() -> None:
             key = fid_name if fid_rule == rule_name(fid) else f"{fid_name} [{fid_rule}]"
             report["fidelities"][key] = {"returns": fid_scores.returns.tolist(), "rho": rhos, "cost": cost,
                                          "wall_ratio": wall}
-    for rule in [r for r in final if r.endswith("+ema") or "@avg" in r or "@mix" in r]:
+    for rule in [r for r in final if r.endswith("+ema") or "@avg" in r or "@mix" in r or "~soup" in r]:
         base, avg = final[base_rule(rule)].returns, final[rule].returns
-        gain = (avg - base).mean((1, 2))
+        gain = avg.mean((1, 2)) - base.mean((1, 2))
         rho = stats.spearmanr(avg.mean((1, 2)), base.mean((1, 2))).statistic
         print(f"\n{rule} against the last weights of the same training ({base_rule(rule)}): loss "
               f"means rank with "

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,3 +38,50 @@ def test_protocol_reliability_quick_run_prints_every_figure(tmp_path):
         np.testing.assert_array_equal(mixed[..., 1::2], last[..., 1::2])
     assert study["final"]["greedy"]["returns"] != study["final"]["greedy+ema"]["returns"]
     assert len(study["final"]["greedy"]["seeds_moving"]) == 4  # median, p25, p75, count
+
+
+def _module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("protocol_reliability", ROOT / "benchmarks" / "protocol_reliability.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_soup_averages_each_losses_own_seeds():
+    """A soup of G seeds is the mean of exactly those G members' weights (members laid out loss-major)."""
+    pr = _module()
+    g = torch.Generator().manual_seed(3)
+    n_losses, n_seeds = 3, 4
+    params = {"W0": torch.randn(n_losses * n_seeds, 5, 2, generator=g), "b0": torch.randn(n_losses * n_seeds, 2, generator=g)}
+    soups = pr.soup(params, n_losses, n_seeds, 2)
+    assert soups["W0"].shape == (n_losses * 2, 5, 2) and soups["b0"].shape == (n_losses * 2, 2)
+    for p in range(n_losses):
+        for k in range(2):
+            members = [p * n_seeds + 2 * k, p * n_seeds + 2 * k + 1]
+            for key in params:
+                torch.testing.assert_close(soups[key][p * 2 + k], params[key][members].mean(0))
+    assert pr.seeds_per_unit("greedy+ema~soup4") == 4 and pr.seeds_per_unit("greedy@avg4") == 1
+    assert pr.base_rule("greedy+ema~soup4") == "greedy"
+    with pytest.raises(ValueError, match="must divide"):
+        pr.soup(params, n_losses, n_seeds, 3)
+
+
+def test_protocol_reliability_scores_seed_soups(tmp_path):
+    env = {**os.environ, "SYMLOSS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
+           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    script = str(ROOT / "benchmarks" / "protocol_reliability.py")
+    bad = subprocess.run([sys.executable, script, "--quick", "--seeds", "4", "--soups", "3"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--soups 3" in bad.stderr and "Traceback" not in bad.stderr
+    out = subprocess.run([sys.executable, script, "--quick", "--seeds", "4", "--soups", "2", "--fidelities", "",
+                          "--json", str(tmp_path / "study.json")], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    study = json.loads((tmp_path / "study.json").read_text())
+    per_seed, soups = (np.array(study["final"][r]["returns"]) for r in ("greedy", "greedy~soup2"))
+    assert per_seed.shape[1] == 4 and soups.shape[1] == 2 and soups.shape[::2] == per_seed.shape[::2]
+    assert study["final"]["greedy~soup2"]["seeds_per_unit"] == 2
+    assert "| greedy~soup2 |" in out.stdout
