@@ -5,9 +5,9 @@ seed and start state, per scoring rule). Runs on disjoint seeds and start states
 compared on the losses common to all of them, so a protocol's figures are not moved by a different set of losses:
 
 - per run and rule: split-half rank reliability (Spearman rho between disjoint seed-and-state halves), the pooled
-  seeds for a 10% difference (as in protocol_reliability), the seeds for losses that move (mean more than 10% from
-  the untrained reference: median and quartiles over losses of 2 (z_0.975 + z_0.8)^2 Var_s / (0.1 mean)^2) and
-  their median sd over seeds;
+  seeds for a 10% difference (as in protocol_reliability), the seeds for losses that move (mean more than 10%
+  from the untrained reference: median and quartiles over losses of 2 (z_0.975 + z_0.8)^2 Var_s / (0.1 mean)^2)
+  and their median sd over seeds (over soups for a seed-soup rule, whose seed counts are G x its soups);
 - the Spearman rho between the runs' loss means for every pair of (run, rule): do two protocols, on disjoint
   seeds, rank the losses alike?
 - with ``--losses RULE``: every loss's mean +- sd over seeds in each run under RULE and the Welch t-test of each
@@ -97,13 +97,16 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             r = returns_of(run, rule, names)
             ref = float(run["final"][rule]["reference"])
+            g = int(run["final"][rule].get("seeds_per_unit", 1))  # a seed soup's row stands for g seeds
             sh = split_half(r, rng)
-            pooled = seeds_needed(r, ref)[0]
+            pooled = g * seeds_needed(r, ref)[0]
             moving = seeds_for_moving(r, ref)
+            moving = (g * moving[0], g * moving[1], g * moving[2], moving[3])
             moved = moving_losses(r, ref)
             sd = float(np.median(r[moved].mean(2).std(1, ddof=1))) if moved.any() else math.nan
             means[f"{label}:{rule}"] = r.mean((1, 2))
-            print(f"| {label} | {rule} | {r.shape[1]} x {r.shape[2]} | {sh[0]:.3f}, {sh[1]:.3f} | {pooled:.1f} | "
+            rows = f"{r.shape[1]}" if g == 1 else f"{r.shape[1]} soups of {g}"
+            print(f"| {label} | {rule} | {rows} x {r.shape[2]} | {sh[0]:.3f}, {sh[1]:.3f} | {pooled:.1f} | "
                   f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {sd:.0f} | {ref:.0f} |")
     if not means:
         raise SystemExit(f"error: no run has the rules {wanted}; rules are e.g. greedy, mean, greedy+ema")

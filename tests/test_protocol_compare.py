@@ -107,3 +107,19 @@ def test_compare_loss_table_gives_welch_p_against_the_first_run(tmp_path, capsys
     assert "| untrained reference | 400 | 350 | - |" in out
     with pytest.raises(SystemExit, match=r"--losses sample: runs \['clean', 'noisy'\] have no such rule"):
         compare.main([a, b, "--losses", "sample"])
+
+
+def test_compare_counts_a_soups_rows_as_its_seeds(tmp_path, capsys):
+    """A seed-soup rule's per-row variance is per soup of G seeds: its seed counts are G x the per-row ones."""
+    names = ["dpo", "ipo", "orpo"]
+    r = layout([200, 300, 400], [[10, -10, 10, -10], [20, -20, 20, -20], [40, -40, 40, -40]])
+    path = tmp_path / "soup.json"
+    run = {"names": names, "final": {"greedy": {"returns": r.tolist(), "reference": 100.0},
+                                      "greedy~soup4": {"returns": r.tolist(), "reference": 100.0, "seeds_per_unit": 4}}}
+    path.write_text(json.dumps(run))
+    compare.main([f"s={path}"])
+    rows = {line.split("|")[2].strip(): line.split("|") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| s |")}
+    assert rows["greedy~soup4"][3].strip() == "4 soups of 4 x 2"
+    plain, soup = float(rows["greedy"][6].split()[0]), float(rows["greedy~soup4"][6].split()[0])
+    assert soup == pytest.approx(4 * plain, rel=1e-3)
