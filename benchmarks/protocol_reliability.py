@@ -43,7 +43,7 @@ from scipy import stats
 from symloss import bench
 from symloss.expr import check_mirror, compile_expr, make_pset, tree_to_sympy
 from symloss.objectives import LOSSES, MirrorLoss
-from symloss.train import PopulationTrainer, TrainConfig, data_u_ranges
+from symloss.train import PopulationTrainer, TrainConfig, data_u_ranges, seed_soup
 
 Z2 = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) ** 2
 
@@ -119,20 +119,6 @@ class Scores:
     eval_s: float
 
 
-def soup(params: dict[str, torch.Tensor], n_losses: int, n_seeds: int, size: int) -> dict[str, torch.Tensor]:
-    """Seed soups: the weights of each loss averaged over consecutive groups of ``size`` training seeds,
-    theta_soup(p, g) = (1 / G) sum_{j < G} theta(p, g G + j), laid out ``[P * S / G, ...]`` like ``params``.
-
-    Every seed starts at the same SFT reference and differs only in its minibatch order, so the soup averages
-    out minibatch noise in the weights before the (chaotic) return is taken, where averaging returns over seeds
-    averages it after."""
-    if n_seeds % size:
-        raise ValueError(f"soup size {size} must divide the {n_seeds} seeds")
-    return {key: value.reshape(n_losses, n_seeds // size, size, *value.shape[1:]).mean(2)
-                     .reshape(n_losses * (n_seeds // size), *value.shape[1:])
-            for key, value in params.items()}
-
-
 def seeds_per_unit(rule: str) -> int:
     """Training seeds behind one scored policy of ``rule``: G for a seed soup (``greedy~soup4``), else 1."""
     return int(rule.rsplit("~soup", 1)[1]) if "~soup" in rule else 1
@@ -148,7 +134,7 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     With ``protocol.checkpoints = K > 1``, the scored weights at each earlier checkpoint too (``greedy@375``),
     and two averages over the K checkpoints: ``greedy@avgK`` (every checkpoint on all start states, K x the
     scoring) and ``greedy@mixK`` (start state e scored on checkpoint e mod K: the scoring cost of one).
-    For each G in ``soups``, the :func:`soup` of each G seeds' scored weights too (``greedy~soupG``; returns
+    For each G in ``soups``, the :func:`~symloss.train.seed_soup` of each G seeds' scored weights too (``greedy~soupG``; returns
     ``[P, S / G, E]``: one row per soup)."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
@@ -178,7 +164,7 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
             out[f"{action}{scored}@mix{k}"] = Scores(np.moveaxis(mixed, 0, -1), train_s, eval_s / k)
     for size in soups:
         for suffix, params in weights[:1 if protocol.ema is None else 2]:
-            mixed_params = soup(params, len(losses), len(seeds), size)
+            mixed_params = seed_soup(params, len(losses), len(seeds), size)
             for action in actions:
                 start = time.perf_counter()
                 r = bench.episode_returns(data.spec, mixed_params, data.env, episodes=episodes, seed=eval_seed,

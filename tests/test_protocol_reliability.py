@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,23 +48,10 @@ def _module():
     return module
 
 
-def test_seed_soup_averages_each_losses_own_seeds():
-    """A soup of G seeds is the mean of exactly those G members' weights (members laid out loss-major)."""
+def test_soup_rule_names():
     pr = _module()
-    g = torch.Generator().manual_seed(3)
-    n_losses, n_seeds = 3, 4
-    params = {"W0": torch.randn(n_losses * n_seeds, 5, 2, generator=g), "b0": torch.randn(n_losses * n_seeds, 2, generator=g)}
-    soups = pr.soup(params, n_losses, n_seeds, 2)
-    assert soups["W0"].shape == (n_losses * 2, 5, 2) and soups["b0"].shape == (n_losses * 2, 2)
-    for p in range(n_losses):
-        for k in range(2):
-            members = [p * n_seeds + 2 * k, p * n_seeds + 2 * k + 1]
-            for key in params:
-                torch.testing.assert_close(soups[key][p * 2 + k], params[key][members].mean(0))
     assert pr.seeds_per_unit("greedy+ema~soup4") == 4 and pr.seeds_per_unit("greedy@avg4") == 1
     assert pr.base_rule("greedy+ema~soup4") == "greedy"
-    with pytest.raises(ValueError, match="must divide"):
-        pr.soup(params, n_losses, n_seeds, 3)
 
 
 def test_protocol_reliability_scores_seed_soups(tmp_path):

@@ -40,13 +40,14 @@ from symloss.train._optim import AdamState, adam_init, adam_step_, clip_grads_, 
 from symloss.train._population import PopulationTrainer, member_bytes
 from symloss.train._result import FRAME_COLUMNS, PopulationResult
 from symloss.train._single import train_single
+from symloss.train._soup import seed_soup
 
 __all__ = [
     "FINAL_PROTOCOL", "FITNESS", "FITNESS_NAMES", "FRAME_COLUMNS", "PROTOCOLS", "SEARCH_PROTOCOL", "AdamState",
     "BenchmarkFitness", "FitnessContext", "FitnessFn", "PopulationResult", "PopulationTrainer", "PreferenceData",
     "TrainConfig", "adam_init", "adam_step_", "clip_grads_", "data_u_ranges", "expert_loglik", "holdout_accuracy",
     "member_bytes", "member_grad_norm", "offline_fitness", "prepare_data", "random_pair_tensors",
-    "reference_logps", "return_fitness", "train_single",
+    "reference_logps", "return_fitness", "seed_soup", "train_single",
 ]
 
 
