@@ -10,7 +10,7 @@ import torch
 from _train_data import synthetic_data
 
 from symloss.objectives import MirrorLoss, dpo, orpo, ta_mpo
-from symloss.train import PopulationTrainer, TrainConfig, train_single
+from symloss.train import PopulationTrainer, TrainConfig, seed_soup, train_single
 
 CFG = TrainConfig(steps=12, batch_size=8, lr=1e-2, fitness="offline")
 
@@ -265,3 +265,28 @@ def test_checkpoints_are_the_weights_of_shorter_runs_and_the_fitness_is_their_me
                                rtol=0, atol=1e-9)
     assert not torch.allclose(stopped[0].fitness_per_seed, stopped[1].fitness_per_seed)  # the mean is informative
     assert PopulationTrainer(cfg).fit([dpo()], data64, seeds=[5]).checkpoints is None
+
+
+def test_soup_scores_each_losses_seed_averaged_weights_once_per_soup(data):
+    """With soup = G, the fitness of every seed is the fitness of its soup's averaged weights (float64)."""
+    def weight_norm(spec, params, ctx):  # nonlinear in the weights: a soup's score is not the seeds' mean score
+        return params["W0"].flatten(1).square().sum(1).double()
+
+    cfg = dataclasses.replace(CFG, steps=6, dtype="float64", fitness=weight_norm, seeds=4)
+    data64 = data.to("cpu", torch.float64)
+    seeds = [5, 6, 7, 8]
+    plain = PopulationTrainer(cfg).fit([dpo(), orpo()], data64, seeds=seeds)
+    souped = PopulationTrainer(dataclasses.replace(cfg, soup=2)).fit([dpo(), orpo()], data64, seeds=seeds)
+    expected = seed_soup(plain.params, 2, 4, 2)["W0"].flatten(1).square().sum(1).double().reshape(2, 2)
+    torch.testing.assert_close(souped.fitness_per_seed, expected.repeat_interleave(2, dim=1), rtol=0, atol=1e-9)
+    torch.testing.assert_close(souped.fitness, expected.mean(1), rtol=0, atol=1e-9)
+    for name, value in plain.params.items():  # the members' own weights are kept, only the scoring changes
+        torch.testing.assert_close(souped.params[name], value, rtol=0, atol=0)
+    assert (souped.fitness < plain.fitness - 1e-6).all()  # Jensen: |mean of W|^2 < mean of |W|^2 when seeds differ
+
+
+def test_soup_must_divide_the_seeds(data):
+    with pytest.raises(ValueError, match="soup=3: must divide seeds=4"):
+        TrainConfig(seeds=4, soup=3)
+    with pytest.raises(ValueError, match="3 seeds cannot be split into soups of 2"):
+        PopulationTrainer(dataclasses.replace(CFG, seeds=2, soup=2)).fit([dpo()], data, seeds=[1, 2, 3])

@@ -136,6 +136,12 @@ class TrainConfig:
     at those steps), every checkpoint on the same ``episodes`` start states; >= 1, and K <= T / 2. K = 1 (the
     presets): the weights after the last step. Averaging returns over the late checkpoints of one training
     smooths the chaos of a return that is piecewise constant in the weights; it costs K x the scoring."""
+    soup: int = 1
+    """G, training seeds averaged into one scored policy: after training, the weights of each loss are averaged
+    over consecutive groups of G of its seeds, theta_soup = (1 / G) sum_j theta_(g G + j) (``seed_soup``; every
+    seed starts at the reference and differs only in its minibatch order), and each soup is scored once; every
+    seed of a soup gets the soup's fitness, so the mean over seeds is the mean over the S / G soups. >= 1 and a
+    divisor of the seeds; 1 (the presets): every seed's own weights."""
     eval_seed: int = 0
     """Episode e of every member starts from ``reset(seed=eval_seed + e)`` (common random numbers); a
     search uses its own seed unless this is given."""
@@ -170,6 +176,10 @@ class TrainConfig:
             raise ConfigError(f"checkpoints={self.checkpoints}: spread over the last half of training, it needs "
                               f"steps >= {2 * self.checkpoints} (steps={self.steps}); lower checkpoints or raise "
                               f"steps")
+        check_range("soup", self.soup, lo=1, integer=True)
+        if self.seeds % self.soup:
+            raise ConfigError(f"soup={self.soup}: must divide seeds={self.seeds} (a soup averages that many seeds); "
+                              f"pick a divisor of seeds or change seeds")
         for name in ("first_seed", "eval_seed"):
             check_range(name, getattr(self, name), lo=0, integer=True)
         for name in ("lr", "eps"):

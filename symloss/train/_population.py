@@ -30,8 +30,9 @@ from symloss.train._cpu import ThreadPolicy, flush_denormals
 from symloss.train._data import PreferenceData, prepare_data
 from symloss.train._fitness import FitnessContext, resolve_fitness, split_fitness
 from symloss.train._result import PopulationResult
+from symloss.train._soup import seed_soup
 from symloss.train._step import BAD_LOSS, CURVES, train_chunk
-from symloss.validation import check_device
+from symloss.validation import ConfigError, check_device
 
 __all__ = ["PopulationTrainer", "member_bytes"]
 
@@ -116,6 +117,9 @@ class PopulationTrainer:
             progress: show a progress bar over the training steps of every chunk (on stderr).
         """
         losses, seeds = _check_losses(losses), _check_seeds(self.config.seed_list if seeds is None else seeds)
+        if len(seeds) % self.config.soup:
+            raise ConfigError(f"seeds: {len(seeds)} seeds cannot be split into soups of {self.config.soup}; give a "
+                              f"multiple of {self.config.soup} seeds or change TrainConfig.soup")
         data = self._check_data(data)
         cfg, fitness_fn, start = self.config, resolve_fitness(self.config.fitness), time.perf_counter()
         n_seeds = len(seeds)
@@ -155,14 +159,28 @@ class PopulationTrainer:
         """Fitness ``[n]`` of every surviving member in one call (NaN for failed ones), and extra metrics.
 
         All chunks are scored together: the ``return`` fitness then runs one simulator batch for the whole
-        population (``_fitness.EVAL_MAX_ENVS`` bounds its memory) instead of one per chunk."""
+        population (``_fitness.EVAL_MAX_ENVS`` bounds its memory) instead of one per chunk. With ``soup = G > 1``,
+        the policies scored are the seed soups (:func:`~symloss.train.seed_soup`), each once, and every seed of a
+        soup gets its fitness."""
         alive = torch.cat([out["active"] for out in outs]).cpu()
+        params = {k: torch.cat([out["params"][k] for out in outs]) for k in outs[0]["params"]}
+        g = self.config.soup
+        if g > 1:  # score each soup once (alive if all its seeds are) and give its fitness to all its seeds
+            n_seeds = len(cands) // len(set(cands))
+            params = seed_soup(params, len(set(cands)), n_seeds, g)
+            fit, metrics = self._score_members(fitness_fn, data, params, alive.reshape(-1, g).all(1), cands[::g],
+                                               seeds[::g])
+            return fit.repeat_interleave(g), {k: v.repeat_interleave(g) for k, v in metrics.items()}
+        return self._score_members(fitness_fn, data, params, alive, cands, seeds)
+
+    def _score_members(self, fitness_fn, data: PreferenceData, params: dict[str, torch.Tensor], alive: torch.Tensor,
+                       cands: list[int], seeds: list[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Fitness ``[n]`` of the policies ``params`` (NaN where not ``alive``) and extra metrics."""
         fit = torch.full((len(cands),), math.nan, dtype=torch.float64)
         metrics: dict[str, torch.Tensor] = {}
         if not alive.any():
             return fit, metrics
         keep = alive.nonzero().squeeze(1)
-        params = {k: torch.cat([out["params"][k] for out in outs]) for k in outs[0]["params"]}
         params = {k: v[keep.to(v.device)] for k, v in params.items()}
         ctx = FitnessContext(data, self.config, torch.tensor(cands)[keep], torch.tensor(seeds)[keep],
                              threads=self.config.threads)
