@@ -124,6 +124,11 @@ def seeds_per_unit(rule: str) -> int:
     return int(rule.rsplit("~soup", 1)[1]) if "~soup" in rule else 1
 
 
+def note_scored(rule: str, seconds: float) -> None:
+    """One progress line on stderr per scored rule (the scoring of a full study takes tens of minutes)."""
+    print(f"scored {rule} in {seconds:.0f} s", file=sys.stderr, flush=True)
+
+
 def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds: list[int],
                     actions: list[str], episodes: int, eval_seed: int,
                     soups: tuple[int, ...] = ()) -> dict[str, Scores]:
@@ -138,7 +143,7 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     ``[P, S / G, E]``: one row per soup)."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
-    result = trainer.fit(losses, data, seeds=seeds)
+    result = trainer.fit(losses, data, seeds=seeds, progress=True)  # a bar on stderr: the runs last an hour
     train_s = time.perf_counter() - start
     scored = "" if protocol.ema is None else "+ema"
     weights = [("", result.params)] if protocol.ema is None else [("", result.last_params), ("+ema", result.params)]
@@ -153,6 +158,7 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
                                       action=action, temperature=protocol.temperature)
             out[action + suffix] = Scores(np.asarray(r).reshape(len(losses), len(seeds), episodes), train_s,
                                           time.perf_counter() - start)
+            note_scored(action + suffix, out[action + suffix].eval_s)
     if result.checkpoints is not None:
         k = len(steps)
         for action in actions:
@@ -172,6 +178,7 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
                 out[f"{action}{suffix}~soup{size}"] = Scores(
                     np.asarray(r).reshape(len(losses), len(seeds) // size, episodes), train_s,
                     time.perf_counter() - start)
+                note_scored(f"{action}{suffix}~soup{size}", out[f"{action}{suffix}~soup{size}"].eval_s)
     return out
 
 
