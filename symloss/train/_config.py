@@ -65,8 +65,7 @@ gave no gain on TLA in a 4-seed pilot: the preset is unchanged (the candidate is
 between losses that train) but not ``noisy``'s, where today's protocol needed 44 and 58 seeds on two fresh runs
 (seeds 20000.., 24000..; 16 on 7000..7007): the seed effect persists through training there. Seed soups
 (``soup``; "Seed soups" in benchmarks/RESULTS.md, one 16-seed run each) do move it: averaged weights in soups of 2
-seeds cut ``noisy``'s seeds for 10% 50 -> 16 with the same ranking (rho 0.988 against seeds 7000..), not yet
-repeated on disjoint seeds; on ``mixed`` they do nothing (165 -> 164-177). The lr 1e-4 candidate ranked TLA worse
+seeds cut ``noisy``'s seeds for 10% 50 -> 16 and 91 -> 25 in two disjoint runs, with the same ranking (rho 0.97-0.99); on ``mixed`` they do nothing (165 -> 164-177). The lr 1e-4 candidate ranked TLA worse
 than this preset on 8 fresh seeds (split-half 0.76 against 0.89-0.90).
 Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on
 seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on
