@@ -99,9 +99,8 @@ def main(argv: list[str] | None = None) -> None:
             ref = float(run["final"][rule]["reference"])
             g = int(run["final"][rule].get("seeds_per_unit", 1))  # a seed soup's row stands for g seeds
             sh = split_half(r, rng)
-            pooled = g * seeds_needed(r, ref)[0]
-            moving = seeds_for_moving(r, ref)
-            moving = (g * moving[0], g * moving[1], g * moving[2], moving[3])
+            pooled = seeds_needed(r, ref, per_row=g)[0]
+            moving = seeds_for_moving(r, ref, per_row=g)
             moved = moving_losses(r, ref)
             sd = float(np.median(r[moved].mean(2).std(1, ddof=1))) if moved.any() else math.nan
             means[f"{label}:{rule}"] = r.mean((1, 2))

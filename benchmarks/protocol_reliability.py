@@ -146,19 +146,23 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     result = trainer.fit(losses, data, seeds=seeds, progress=True)  # a bar on stderr: the runs last an hour
     train_s = time.perf_counter() - start
     scored = "" if protocol.ema is None else "+ema"
-    weights = [("", result.params)] if protocol.ema is None else [("", result.last_params), ("+ema", result.params)]
+    last = [("", result.params)] if protocol.ema is None else [("", result.last_params), ("+ema", result.params)]
     steps = protocol.checkpoint_steps
+    weights = list(last)
     if result.checkpoints is not None:
         weights += [(f"{scored}@{step}", params) for step, params in zip(steps[:-1], result.checkpoints[:-1])]
     out = {}
+
+    def score(rule: str, params: dict[str, torch.Tensor], action: str, rows: int) -> None:
+        start = time.perf_counter()
+        r = bench.episode_returns(data.spec, params, data.env, episodes=episodes, seed=eval_seed,
+                                  action=action, temperature=protocol.temperature)
+        out[rule] = Scores(np.asarray(r).reshape(len(losses), rows, episodes), train_s, time.perf_counter() - start)
+        note_scored(rule, out[rule].eval_s)
+
     for suffix, params in weights:
         for action in actions:
-            start = time.perf_counter()
-            r = bench.episode_returns(data.spec, params, data.env, episodes=episodes, seed=eval_seed,
-                                      action=action, temperature=protocol.temperature)
-            out[action + suffix] = Scores(np.asarray(r).reshape(len(losses), len(seeds), episodes), train_s,
-                                          time.perf_counter() - start)
-            note_scored(action + suffix, out[action + suffix].eval_s)
+            score(action + suffix, params, action, len(seeds))
     if result.checkpoints is not None:
         k = len(steps)
         for action in actions:
@@ -169,16 +173,10 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
             mixed = stacked[np.arange(episodes) % k, :, :, np.arange(episodes)]  # [E, P, S]
             out[f"{action}{scored}@mix{k}"] = Scores(np.moveaxis(mixed, 0, -1), train_s, eval_s / k)
     for size in soups:
-        for suffix, params in weights[:1 if protocol.ema is None else 2]:
-            mixed_params = seed_soup(params, len(losses), len(seeds), size)
+        for suffix, params in last:
+            souped = seed_soup(params, len(losses), len(seeds), size)
             for action in actions:
-                start = time.perf_counter()
-                r = bench.episode_returns(data.spec, mixed_params, data.env, episodes=episodes, seed=eval_seed,
-                                          action=action, temperature=protocol.temperature)
-                out[f"{action}{suffix}~soup{size}"] = Scores(
-                    np.asarray(r).reshape(len(losses), len(seeds) // size, episodes), train_s,
-                    time.perf_counter() - start)
-                note_scored(f"{action}{suffix}~soup{size}", out[f"{action}{suffix}~soup{size}"].eval_s)
+                score(f"{action}{suffix}~soup{size}", souped, action, len(seeds) // size)
     return out
 
 
@@ -221,11 +219,12 @@ def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100) -> t
     return float(np.nanmean(rhos)), float(np.nanpercentile(rhos, 10))
 
 
-def seeds_needed(r: np.ndarray, reference: float) -> tuple[float, float, float]:
+def seeds_needed(r: np.ndarray, reference: float, per_row: int = 1) -> tuple[float, float, float]:
     """(unpaired, paired, episode-free) seeds per loss for a 10% difference, pooled over losses scoring above
     reference/2. Episode-free: sigma^2_seed alone (the two-way layout's seed component), the limit with
     infinitely many start states per policy: what no evaluation-side lever (more or cheaper episodes, start
-    states from the dataset) can go below."""
+    states from the dataset) can go below. ``per_row``: training seeds behind one row of ``r`` (G for a seed
+    soup); the counts are in training seeds."""
     per_seed = r.mean(2)  # [P, S]
     means = per_seed.mean(1)
     keep = np.where(means > 0.5 * reference)[0]
@@ -236,7 +235,7 @@ def seeds_needed(r: np.ndarray, reference: float) -> tuple[float, float, float]:
     diffs = [np.var(per_seed[a] - per_seed[b], ddof=1) for i, a in enumerate(keep) for b in keep[i + 1:]]
     paired = Z2 * float(np.median(diffs)) / delta ** 2
     seed_only = 2 * Z2 * float(np.median([components(r[i])["seed"] for i in keep])) / delta ** 2
-    return unpaired, paired, seed_only
+    return per_row * unpaired, per_row * paired, per_row * seed_only
 
 
 def moving_losses(r: np.ndarray, reference: float, *, moved: float = 0.1) -> np.ndarray:
@@ -244,20 +243,21 @@ def moving_losses(r: np.ndarray, reference: float, *, moved: float = 0.1) -> np.
     return np.abs(r.mean((1, 2)) - reference) > moved * abs(reference)
 
 
-def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1) -> tuple[float, float, float, int]:
+def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1,
+                     per_row: int = 1) -> tuple[float, float, float, int]:
     """Seeds a 10% difference needs between losses that train, from each loss's own spread over seeds.
 
     Over the losses whose mean is more than ``moved`` x reference away from the untrained reference (a loss
     that leaves the policy where it is has no spread and flatters the pooled :func:`seeds_needed`):
     n_i = 2 (z_{0.975} + z_{0.8})^2 Var_s(R_i) / (0.1 mean_i)^2 per loss; returns (median, 25th, 75th percentile
-    of n_i, number of such losses), NaNs if fewer than two losses move.
+    of n_i, number of such losses), NaNs if fewer than two losses move. ``per_row`` as in :func:`seeds_needed`.
     """
     per_seed = r.mean(2)  # [P, S]
     means, var = per_seed.mean(1), per_seed.var(1, ddof=1)
     move = moving_losses(r, reference, moved=moved)
     if move.sum() < 2:
         return math.nan, math.nan, math.nan, int(move.sum())
-    n = 2 * Z2 * var[move] / (0.1 * means[move]) ** 2
+    n = per_row * 2 * Z2 * var[move] / (0.1 * means[move]) ** 2
     return float(np.median(n)), float(np.percentile(n, 25)), float(np.percentile(n, 75)), int(move.sum())
 
 
@@ -328,9 +328,8 @@ def main() -> None:
         comps = [components(sc.returns[i]) for i in range(len(losses))]
         sh = split_half(sc.returns, rng)
         g = seeds_per_unit(action)  # a soup's rows are G seeds each: the counts below are in seeds
-        need = tuple(g * n for n in seeds_needed(sc.returns, ref))
-        moving = seeds_for_moving(sc.returns, ref)
-        moving = (g * moving[0], g * moving[1], g * moving[2], moving[3])
+        need = seeds_needed(sc.returns, ref, per_row=g)
+        moving = seeds_for_moving(sc.returns, ref, per_row=g)
         med = {k: math.sqrt(float(np.median([c[k] for c in comps]))) for k in ("seed", "state", "res")}
         print(f"| {action} | {sh[0]:.3f}, {sh[1]:.3f} | {need[0]:.1f} / {need[1]:.1f} / {need[2]:.1f} | "
               f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {med['seed']:.0f} / "
