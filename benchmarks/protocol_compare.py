@@ -8,6 +8,8 @@ compared on the losses common to all of them, so a protocol's figures are not mo
   seeds for a 10% difference (as in protocol_reliability), the seeds for losses that move (mean more than 10%
   from the untrained reference: median and quartiles over losses of 2 (z_0.975 + z_0.8)^2 Var_s / (0.1 mean)^2)
   and their median sd over seeds (over soups for a seed-soup rule, whose seed counts are G x its soups);
+  with ``--states N``, that count projected from each loss's variance components to N start states per policy
+  and to infinitely many (sigma^2_seed + sigma^2_res / N: how far more episodes could take it);
 - the Spearman rho between the runs' loss means for every pair of (run, rule): do two protocols, on disjoint
   seeds, rank the losses alike?
 - with ``--losses RULE``: every loss's mean +- sd over seeds in each run under RULE and the Welch t-test of each
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", help="protocol_reliability JSON files, each optionally LABEL=PATH")
     parser.add_argument("--rules", default=None, help="scoring rules to compare (default: every rule of each run)")
     parser.add_argument("--zoo-only", action="store_true", help="only the zoo's losses (drop random maps m=...)")
+    parser.add_argument("--states", type=int, default=None, metavar="N",
+                        help="also project the moving losses' seeds for 10%% to N start states per policy, and to "
+                             "infinitely many (the episode-free floor), from each loss's variance components")
     parser.add_argument("--losses", default=None, metavar="RULE",
                         help="also print each loss's mean in every run under RULE, Welch p against the first run")
     args = parser.parse_args(argv)
@@ -87,9 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     wanted = args.rules.split(",") if args.rules else None
     rng = np.random.default_rng(0)
     print(f"{len(names)} losses common to {len(runs)} runs" + (" (zoo only)" if args.zoo_only else ""))
+    extra = "" if args.states is None else f" moving, projected to {args.states} states / episode-free |"
     print("\n| run | rule | seeds x states | split-half rho (mean, p10) | seeds for 10%, pooled | seeds for 10%, "
-          "moving losses: median (p25-p75), count | median sd over seeds, moving | reference |")
-    print("|---|---|---|---|---|---|---|---|")
+          "moving losses: median (p25-p75), count | median sd over seeds, moving | reference |" + extra)
+    print("|---|---|---|---|---|---|---|---|" + ("" if args.states is None else "---|"))
     means: dict[str, np.ndarray] = {}
     for label, run in runs.items():
         for rule in run["final"]:
@@ -106,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
             means[f"{label}:{rule}"] = r.mean((1, 2))
             rows = f"{r.shape[1]}" if g == 1 else f"{r.shape[1]} soups of {g}"
             print(f"| {label} | {rule} | {rows} x {r.shape[2]} | {sh[0]:.3f}, {sh[1]:.3f} | {pooled:.1f} | "
-                  f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {sd:.0f} | {ref:.0f} |")
+                  f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {sd:.0f} | {ref:.0f} |"
+                  + ("" if args.states is None else
+                     f" {seeds_for_moving(r, ref, per_row=g, episodes=args.states)[0]:.1f} / "
+                     f"{seeds_for_moving(r, ref, per_row=g, episodes=math.inf)[0]:.1f} |"))
     if not means:
         raise SystemExit(f"error: no run has the rules {wanted}; rules are e.g. greedy, mean, greedy+ema")
     print("\nSpearman rho of the loss means between runs (disjoint seeds when the runs' seeds differ):")

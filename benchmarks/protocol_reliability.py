@@ -243,22 +243,51 @@ def moving_losses(r: np.ndarray, reference: float, *, moved: float = 0.1) -> np.
     return np.abs(r.mean((1, 2)) - reference) > moved * abs(reference)
 
 
-def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1,
-                     per_row: int = 1) -> tuple[float, float, float, int]:
+def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1, per_row: int = 1,
+                     episodes: float | None = None) -> tuple[float, float, float, int]:
     """Seeds a 10% difference needs between losses that train, from each loss's own spread over seeds.
 
     Over the losses whose mean is more than ``moved`` x reference away from the untrained reference (a loss
     that leaves the policy where it is has no spread and flatters the pooled :func:`seeds_needed`):
-    n_i = 2 (z_{0.975} + z_{0.8})^2 Var_s(R_i) / (0.1 mean_i)^2 per loss; returns (median, 25th, 75th percentile
+    n_i = 2 (z_{0.975} + z_{0.8})^2 V_i / (0.1 mean_i)^2 per loss; returns (median, 25th, 75th percentile
     of n_i, number of such losses), NaNs if fewer than two losses move. ``per_row`` as in :func:`seeds_needed`.
+
+    V_i is the variance over seeds of the per-seed mean return, Var_s(R_i). With ``episodes = E'`` it is
+    instead projected from the two-way components to E' start states per policy,
+    V_i = sigma^2_seed,i + sigma^2_res,i / E' (the start-state effect is common to all seeds and cancels;
+    ``math.inf``: the episode-free floor that no evaluation-side lever can go below). At the run's own E the
+    projection equals Var_s(R_i) whenever the seed component's estimate is not clipped at zero.
     """
     per_seed = r.mean(2)  # [P, S]
-    means, var = per_seed.mean(1), per_seed.var(1, ddof=1)
+    means = per_seed.mean(1)
     move = moving_losses(r, reference, moved=moved)
     if move.sum() < 2:
         return math.nan, math.nan, math.nan, int(move.sum())
-    n = per_row * 2 * Z2 * var[move] / (0.1 * means[move]) ** 2
+    if episodes is None:
+        var = per_seed.var(1, ddof=1)[move]
+    else:
+        comps = [components(r[i]) for i in np.where(move)[0]]
+        var = np.array([c["seed"] + c["res"] / episodes for c in comps])
+    n = per_row * 2 * Z2 * var / (0.1 * means[move]) ** 2
     return float(np.median(n)), float(np.percentile(n, 25)), float(np.percentile(n, 75)), int(move.sum())
+
+
+def projected_states(episodes: int) -> tuple[float, ...]:
+    """The start-state counts the seed projection is printed for: the run's own E, 2E, 4E, and infinity."""
+    return (episodes, 2 * episodes, 4 * episodes, math.inf)
+
+
+def print_projection(final: dict[str, dict], episodes: int) -> None:
+    """Seeds for a 10% difference between losses that train, projected from the components to more start states
+    per policy (:func:`seeds_for_moving` with ``episodes``): how far an evaluation-side lever can go."""
+    states = projected_states(episodes)
+    print("\nseeds for 10%, moving losses (median), projected from the variance components to E' start states "
+          "per policy:")
+    print("| rule | " + " | ".join(f"E' = {e:g}" if e < math.inf else "episode-free" for e in states) + " |")
+    print("|---|" + "---|" * len(states))
+    for rule, entry in final.items():
+        cells = [entry["seeds_moving_projected"][str(e)][0] for e in states]
+        print(f"| {rule} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
 
 
 def main() -> None:
@@ -337,7 +366,11 @@ def main() -> None:
               f"{ref:.0f} | {sc.train_s / len(losses):.1f} | {sc.eval_s / len(losses):.1f} |")
         report["final"][action] = {"returns": sc.returns.tolist(), "split_half": sh, "seeds_needed": need,
                                    "seeds_moving": moving, "components": comps, "reference": ref,
-                                   "train_s": sc.train_s, "eval_s": sc.eval_s, "seeds_per_unit": g}
+                                   "train_s": sc.train_s, "eval_s": sc.eval_s, "seeds_per_unit": g,
+                                   "seeds_moving_projected": {str(e): seeds_for_moving(sc.returns, ref, per_row=g,
+                                                                                       episodes=e)
+                                                              for e in projected_states(args.episodes)}}
+    print_projection(report["final"], args.episodes)
     fid_seeds0 = args.seed0 + 1000
     for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:
         if args.quick:

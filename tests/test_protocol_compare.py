@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -123,3 +124,43 @@ def test_compare_counts_a_soups_rows_as_its_seeds(tmp_path, capsys):
     assert rows["greedy~soup4"][3].strip() == "4 soups of 4 x 2"
     plain, soup = float(rows["greedy"][6].split()[0]), float(rows["greedy~soup4"][6].split()[0])
     assert soup == pytest.approx(4 * plain, rel=1e-3)
+
+
+def noisy_layout(rng, means, seed_sd, res_sd, seeds=6, states=16):
+    """``[P, S, E]``: mean + a seed effect + a start-state effect shared by every loss and seed + residual noise."""
+    state = rng.normal(0, 50, states)
+    return np.array([[m + rng.normal(0, seed_sd) + state + rng.normal(0, res_sd, states) for _ in range(seeds)]
+                     for m in means])
+
+
+def test_projection_to_the_runs_own_states_equals_the_observed_spread():
+    # Var_s of a seed's mean over E states is sigma^2_seed + sigma^2_res / E exactly (the ANOVA identity), so
+    # projecting to the run's own E reproduces the observed count unless a seed component was clipped at zero
+    r = noisy_layout(np.random.default_rng(3), [300, 500, 700, 900], seed_sd=40, res_sd=60)
+    assert all(reliability.components(r[i])["seed"] > 0 for i in range(4))
+    observed = reliability.seeds_for_moving(r, reference=100.0)
+    assert reliability.seeds_for_moving(r, reference=100.0, episodes=16) == pytest.approx(observed)
+
+
+def test_projection_shrinks_with_more_states_down_to_the_seed_floor():
+    r = noisy_layout(np.random.default_rng(4), [300, 500, 700, 900], seed_sd=40, res_sd=400)
+    counts = [reliability.seeds_for_moving(r, reference=100.0, episodes=e)[0] for e in (16, 64, 256, math.inf)]
+    assert counts == sorted(counts, reverse=True) and counts[0] > 2 * counts[-1]
+    seed_floor = [2 * reliability.Z2 * reliability.components(r[i])["seed"] / (0.1 * r[i].mean()) ** 2
+                  for i in range(4)]
+    assert counts[-1] == pytest.approx(np.median(seed_floor))
+    # with no episode noise at all (every start state scores the same) the number of states does not matter
+    flat = layout([300, 500, 700], [[10, -10, 30, 0], [20, -20, 5, 9], [40, -40, 7, 1]], states=4)
+    assert (reliability.seeds_for_moving(flat, 100.0, episodes=4)[0]
+            == pytest.approx(reliability.seeds_for_moving(flat, 100.0, episodes=math.inf)[0]))
+
+
+def test_compare_prints_the_projection_when_asked(tmp_path, capsys):
+    r = noisy_layout(np.random.default_rng(5), [300, 500, 700, 900], seed_sd=40, res_sd=200)
+    a = write_run(tmp_path / "a.json", ["dpo", "ipo", "orpo", "hinge"], r)
+    compare.main([a, "--states", "64"])
+    out = capsys.readouterr().out
+    assert "projected to 64 states / episode-free" in out
+    expected = (reliability.seeds_for_moving(r, 100.0, episodes=64)[0],
+                reliability.seeds_for_moving(r, 100.0, episodes=math.inf)[0])
+    assert f" {expected[0]:.1f} / {expected[1]:.1f} |" in out

@@ -36,6 +36,8 @@ def test_protocol_reliability_quick_run_prints_every_figure(tmp_path):
         np.testing.assert_array_equal(mixed[..., 1::2], last[..., 1::2])
     assert study["final"]["greedy"]["returns"] != study["final"]["greedy+ema"]["returns"]
     assert len(study["final"]["greedy"]["seeds_moving"]) == 4  # median, p25, p75, count
+    assert "projected from the variance components to E' start states" in text
+    assert set(study["final"]["greedy"]["seeds_moving_projected"]) == {"2", "4", "8", "inf"}  # E = 2 in --quick
 
 
 def _module():
