@@ -9,7 +9,8 @@ compared on the losses common to all of them, so a protocol's figures are not mo
   from the untrained reference: median and quartiles over losses of 2 (z_0.975 + z_0.8)^2 Var_s / (0.1 mean)^2)
   and their median sd over seeds (over soups for a seed-soup rule, whose seed counts are G x its soups);
   with ``--states N``, that count projected from each loss's variance components to N start states per policy
-  and to infinitely many (sigma^2_seed + sigma^2_res / N: how far more episodes could take it);
+  and to infinitely many (sigma^2_seed + sigma^2_res / N: how far more episodes could take it); with
+  ``--first-states N``, every figure from each run's first N start states only;
 - the Spearman rho between the runs' loss means for every pair of (run, rule): do two protocols, on disjoint
   seeds, rank the losses alike?
 - with ``--losses RULE``: every loss's mean +- sd over seeds in each run under RULE and the Welch t-test of each
@@ -65,6 +66,19 @@ def common_losses(runs: dict[str, dict], zoo_only: bool) -> list[str]:
     return [n for n in names if not (zoo_only and n.startswith("m="))]
 
 
+def first_states(run: dict, n: int, label: str) -> dict:
+    """The run with every rule's returns cut to its first ``n`` start states (the same states in every rule:
+    ``reset(seed=eval_seed + e)``, e < n); one clear line if a rule has fewer than ``n`` or ``n < 2``."""
+    final = {}
+    for rule, entry in run["final"].items():
+        r = np.asarray(entry["returns"], dtype=float)
+        if n < 2 or r.shape[2] < n:
+            raise SystemExit(f"error: --first-states {n}: run {label!r} rule {rule!r} has {r.shape[2]} start states; "
+                             f"give 2 <= N <= {r.shape[2]}")
+        final[rule] = {**entry, "returns": r[..., :n]}
+    return {**run, "final": final}
+
+
 def returns_of(run: dict, rule: str, names: list[str]) -> np.ndarray:
     """The run's per-episode returns ``[P, S, E]`` under ``rule``, rows in the order of ``names``."""
     r = np.asarray(run["final"][rule]["returns"], dtype=float)
@@ -79,12 +93,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--states", type=int, default=None, metavar="N",
                         help="also project the moving losses' seeds for 10%% to N start states per policy, and to "
                              "infinitely many (the episode-free floor), from each loss's variance components")
+    parser.add_argument("--first-states", type=int, default=None, metavar="N",
+                        help="use only each run's first N start states (compare a run with many start states to "
+                             "runs with fewer on equal footing, or check the --states projection against it)")
     parser.add_argument("--losses", default=None, metavar="RULE",
                         help="also print each loss's mean in every run under RULE, Welch p against the first run")
     args = parser.parse_args(argv)
     runs = dict(load_run(spec) for spec in args.runs)
     if len(runs) < len(args.runs):
         raise SystemExit("error: two runs share a label; name them LABEL=PATH")
+    if args.first_states is not None:
+        runs = {label: first_states(run, args.first_states, label) for label, run in runs.items()}
     names = common_losses(runs, args.zoo_only)
     if len(names) < 3:
         raise SystemExit(f"error: the runs share {len(names)} losses; at least 3 are needed to rank (run them on "

@@ -164,3 +164,15 @@ def test_compare_prints_the_projection_when_asked(tmp_path, capsys):
     expected = (reliability.seeds_for_moving(r, 100.0, episodes=64)[0],
                 reliability.seeds_for_moving(r, 100.0, episodes=math.inf)[0])
     assert f" {expected[0]:.1f} / {expected[1]:.1f} |" in out
+
+
+def test_first_states_cuts_every_run_to_its_first_start_states(tmp_path, capsys):
+    r = noisy_layout(np.random.default_rng(6), [300, 500, 700, 900], seed_sd=40, res_sd=200, states=8)
+    a = write_run(tmp_path / "a.json", ["dpo", "ipo", "orpo", "hinge"], r)
+    compare.main([a, "--first-states", "4", "--states", "8"])
+    out = capsys.readouterr().out
+    assert "| a | greedy | 6 x 4 |" in out
+    cut = reliability.seeds_for_moving(r[..., :4], 100.0)
+    assert f"{cut[0]:.1f} ({cut[1]:.1f}-{cut[2]:.1f}), 4 |" in out
+    with pytest.raises(SystemExit, match="--first-states 9: run 'a' rule 'greedy' has 8 start states"):
+        compare.main([a, "--first-states", "9"])
