@@ -167,6 +167,10 @@ def test_progress_bar_changes_nothing(data, capsys):
     assert torch.equal(quiet.curves["loss"], shown.curves["loss"])
     err = capsys.readouterr().err
     assert "training 4 members" in err and "24/24" in err  # 2 chunks x 12 steps
+    # captured stderr is not a terminal: one plain line per tenth of the steps, not an animated bar
+    lines = [line for line in err.splitlines() if line.startswith("training 4 members:")]
+    assert len(lines) == 10 and lines[0].startswith("training 4 members: 3/24 steps (10%)")
+    assert lines[-1].startswith("training 4 members: 24/24 steps (100%)")
 
 
 def test_per_member_minibatches_reproduce_plain_loops(data):
