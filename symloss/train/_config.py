@@ -66,7 +66,10 @@ between losses that train) but not ``noisy``'s, where today's protocol needed 44
 (seeds 20000.., 24000..; 16 on 7000..7007): the seed effect persists through training there. Seed soups
 (``soup``; "Seed soups" in benchmarks/RESULTS.md, one 16-seed run each) do move it: averaged weights in soups of 2
 seeds cut ``noisy``'s seeds for 10% 50 -> 16 and 91 -> 25 in two disjoint runs, with the same ranking (rho 0.97-0.99); on ``mixed`` they do nothing (165 -> 164-177). The lr 1e-4 candidate ranked TLA worse
-than this preset on 8 fresh seeds (split-half 0.76 against 0.89-0.90).
+than this preset on 8 fresh seeds (split-half 0.76 against 0.89-0.90). The seed floor (benchmarks/RESULTS.md,
+"How far can more start states go?"; the seeds for 10% with infinitely many start states, from the variance
+components) of this preset is 75-151 seeds on ``mixed`` and 9-82 on ``noisy`` (Hopper: the seeds are the noise, no
+evaluation-side lever can reach 10), 2-14 on TLA (the episodes are the noise there).
 Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on
 seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on
 what selected it."""
