@@ -69,7 +69,10 @@ seeds cut ``noisy``'s seeds for 10% 50 -> 16 and 91 -> 25 in two disjoint runs, 
 than this preset on 8 fresh seeds (split-half 0.76 against 0.89-0.90). The seed floor (benchmarks/RESULTS.md,
 "How far can more start states go?"; the seeds for 10% with infinitely many start states, from the variance
 components) of this preset is 75-151 seeds on ``mixed`` and 9-82 on ``noisy`` (Hopper: the seeds are the noise, no
-evaluation-side lever can reach 10), 2-14 on TLA (the episodes are the noise there).
+evaluation-side lever can reach 10), 2-14 on TLA (the episodes are the noise there: with 32 start states
+TLA needed 10.6 seeds for 10% between losses that train in one run, at about 3.6 min per loss loaded). Seed
+soups at lr 1e-4 under the mean rule on averaged weights cut ``mixed``'s count 36 -> 12 and 51 -> 19 in two runs,
+but rank its zoo unlike this preset (rho 0.27-0.36).
 Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on
 seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on
 what selected it."""
