@@ -192,3 +192,14 @@ def test_resume_uses_the_u_range_stored_when_the_run_started(tmp_path):
         assert check_mirror(parse_formula(record["formulas"]["mirror"], ["u"]), u_range=(-300.0, -1e-4))
     with pytest.raises(ValueError, match=r"fitness.u_ranges: mirror=\(0.0, -1.0\)"):
         LossSearch(population=8, generations=0, progress=False, fitness=RangedFitness((0.0, -1.0))).fit()
+
+
+def test_search_progress_off_a_terminal_is_plain_lines_and_changes_nothing(capsys):
+    quiet = LossSearch(population=8, generations=2, seed=2, progress=False, fitness=MirrorTargetFitness(TARGET)).fit()
+    capsys.readouterr()
+    shown = LossSearch(population=8, generations=2, seed=2, progress=True, fitness=MirrorTargetFitness(TARGET)).fit()
+    err = capsys.readouterr().err  # captured: not a terminal, so no animated bar
+    lines = [line for line in err.splitlines() if line.startswith("search [")]
+    assert any(line.startswith("search [2/3,") and "gen 1 best" in line for line in lines)
+    assert any(line.startswith("search [3/3,") and "gen 2 best" in line for line in lines)
+    assert shown.history_.drop(columns="seconds").equals(quiet.history_.drop(columns="seconds"))  # wall time differs

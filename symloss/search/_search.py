@@ -52,6 +52,7 @@ from symloss.search._evolve import (
 from symloss.search._fitness import WORST, FitnessFn, FitnessResult, benchmark_fitness
 from symloss.search._multifidelity import Ladder, baseline_records, loss_name, loss_of, promote, top_records
 from symloss.search._plots import plot_fitness, plot_mirror, plot_pareto
+from symloss.search._progress import progress_display
 from symloss.search._ray import RayFitness
 from symloss.search._rundir import RunDirError
 from symloss.search._semantic import SemanticIndex
@@ -299,10 +300,7 @@ class LossSearch:
     def _display(self):
         if not self.progress:
             return nullcontext(None)
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                        TimeElapsedColumn())
+        return progress_display()
 
     def _fitness_fn(self) -> FitnessFn:
         """The user's fitness or the built-in benchmark fitness, run locally or as Ray tasks."""
