@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -120,8 +121,10 @@ class Scores:
 
 
 def seeds_per_unit(rule: str) -> int:
-    """Training seeds behind one scored policy of ``rule``: G for a seed soup (``greedy~soup4``), else 1."""
-    return int(rule.rsplit("~soup", 1)[1]) if "~soup" in rule else 1
+    """Training seeds behind one scored policy of ``rule``: G for a seed soup (``greedy~soup4``,
+    ``greedy+ema~soup2@avg4``), else 1."""
+    match = re.search(r"~soup(\d+)", rule)
+    return int(match.group(1)) if match else 1
 
 
 def note_scored(rule: str, seconds: float) -> None:
@@ -140,7 +143,8 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     and two averages over the K checkpoints: ``greedy@avgK`` (every checkpoint on all start states, K x the
     scoring) and ``greedy@mixK`` (start state e scored on checkpoint e mod K: the scoring cost of one).
     For each G in ``soups``, the :func:`~symloss.train.seed_soup` of each G seeds' scored weights too (``greedy~soupG``; returns
-    ``[P, S / G, E]``: one row per soup)."""
+    ``[P, S / G, E]``: one row per soup); with checkpoints, the soups of every checkpoint as well and their two
+    averages (``greedy+ema~soupG@avgK``: what ``TrainConfig(soup=G, checkpoints=K)`` scores, and ``@mixK``)."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
     result = trainer.fit(losses, data, seeds=seeds, progress=True)  # a bar on stderr: the runs last an hour
@@ -163,26 +167,41 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     for suffix, params in weights:
         for action in actions:
             score(action + suffix, params, action, len(seeds))
-    if result.checkpoints is not None:
+    def average_checkpoints(rule: str) -> None:  # rule: the scored weights' name, e.g. greedy+ema or greedy+ema~soup2
         k = len(steps)
+        at = rule.find("~")
+        head, tail = (rule, "") if at < 0 else (rule[:at], rule[at:])
+        parts = [out[f"{head}@{step}{tail}"] for step in steps[:-1]] + [out[rule]]
+        stacked = np.stack([p.returns for p in parts])  # [K, P, rows, E]
+        eval_s = sum(p.eval_s for p in parts)
+        out[f"{rule}@avg{k}"] = Scores(stacked.mean(0), train_s, eval_s)
+        mixed = stacked[np.arange(episodes) % k, :, :, np.arange(episodes)]  # [E, P, rows]
+        out[f"{rule}@mix{k}"] = Scores(np.moveaxis(mixed, 0, -1), train_s, eval_s / k)
+
+    if result.checkpoints is not None:
         for action in actions:
-            parts = [out[f"{action}{scored}@{step}"] for step in steps[:-1]] + [out[action + scored]]
-            stacked = np.stack([p.returns for p in parts])  # [K, P, S, E]
-            eval_s = sum(p.eval_s for p in parts)
-            out[f"{action}{scored}@avg{k}"] = Scores(stacked.mean(0), train_s, eval_s)
-            mixed = stacked[np.arange(episodes) % k, :, :, np.arange(episodes)]  # [E, P, S]
-            out[f"{action}{scored}@mix{k}"] = Scores(np.moveaxis(mixed, 0, -1), train_s, eval_s / k)
+            average_checkpoints(action + scored)
     for size in soups:
+        rows = len(seeds) // size
         for suffix, params in last:
             souped = seed_soup(params, len(losses), len(seeds), size)
             for action in actions:
-                score(f"{action}{suffix}~soup{size}", souped, action, len(seeds) // size)
+                score(f"{action}{suffix}~soup{size}", souped, action, rows)
+        if result.checkpoints is not None:  # the soups of the scored weights at every earlier checkpoint too
+            for step, params in zip(steps[:-1], result.checkpoints[:-1]):
+                souped = seed_soup(params, len(losses), len(seeds), size)
+                for action in actions:
+                    score(f"{action}{scored}@{step}~soup{size}", souped, action, rows)
+            for action in actions:
+                average_checkpoints(f"{action}{scored}~soup{size}")
     return out
 
 
 def rule_name(protocol: TrainConfig) -> str:
-    """The name :func:`train_and_score` gives the scores a protocol reports (``mean``, ``greedy+ema@avg4``)."""
+    """The name :func:`train_and_score` gives the scores a protocol reports (``mean``, ``greedy+ema@avg4``,
+    ``greedy+ema~soup2@avg4``)."""
     return (protocol.action + ("" if protocol.ema is None else "+ema")
+            + ("" if protocol.soup == 1 else f"~soup{protocol.soup}")
             + ("" if protocol.checkpoints == 1 else f"@avg{protocol.checkpoints}"))
 
 
@@ -337,6 +356,8 @@ def main() -> None:
           f"{args.episodes} start states; data u-range [{u_range[0]:.4g}, {u_range[1]:.3g}]")
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
     soup_sizes = tuple(int(g) for g in args.soups.split(",") if g)
+    if protocol.soup > 1 and protocol.soup not in soup_sizes:  # the protocol's own soups are scored too
+        soup_sizes += (protocol.soup,)
     for size in soup_sizes:
         if size < 2 or args.seeds % size or args.seeds // size < 2:
             sys.exit(f"--soups {size}: a soup size must be >= 2 and divide --seeds {args.seeds} into >= 2 soups; "
@@ -377,7 +398,8 @@ def main() -> None:
             fid = replace(fid, steps=3, batch_size=8)
         fseeds = list(range(fid_seeds0, fid_seeds0 + fid.seeds))
         scored = train_and_score([loss for _, loss in losses], data, fid, fseeds, [fid.action], fid.episodes,
-                                 args.eval_seed + 1000)  # with fid.ema: its last and its averaged weights
+                                 args.eval_seed + 1000,  # with fid.ema: its last and its averaged weights
+                                 soups=(fid.soup,) if fid.soup > 1 else ())
         cost = (fid.steps * fid.batch_size * fid.seeds) / (protocol.steps * protocol.batch_size * args.seeds)
         for fid_rule, fid_scores in scored.items():
             wall = (fid_scores.train_s + fid_scores.eval_s) / (final[actions[0]].train_s + final[actions[0]].eval_s)

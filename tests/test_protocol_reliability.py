@@ -50,10 +50,32 @@ def _module():
     return module
 
 
+def test_protocol_reliability_soups_of_checkpoints(tmp_path):
+    """With checkpoints and soups, every checkpoint's soups are scored and averaged like the seeds' checkpoints."""
+    env = {**os.environ, "SYMLOSS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
+           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
+                          "--seeds", "4", "--actions", "greedy", "--fidelities", "",
+                          "--protocol", "final:ema=0.9:checkpoints=2:soup=2", "--json", str(tmp_path / "s.json")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    final = json.loads((tmp_path / "s.json").read_text())["final"]
+    assert {"greedy~soup2", "greedy+ema~soup2", "greedy+ema@4~soup2", "greedy+ema~soup2@avg2",
+            "greedy+ema~soup2@mix2"} <= set(final)  # the protocol's soup=2 is scored without --soups
+    early, last = (np.array(final[r]["returns"]) for r in ("greedy+ema@4~soup2", "greedy+ema~soup2"))
+    assert early.shape[1] == 2  # 4 seeds in soups of 2
+    np.testing.assert_allclose(np.array(final["greedy+ema~soup2@avg2"]["returns"]), (early + last) / 2)
+    mixed = np.array(final["greedy+ema~soup2@mix2"]["returns"])
+    np.testing.assert_array_equal(mixed[..., 0::2], early[..., 0::2])
+    np.testing.assert_array_equal(mixed[..., 1::2], last[..., 1::2])
+    assert final["greedy+ema~soup2@avg2"]["seeds_per_unit"] == 2 and final["greedy+ema@avg2"]["seeds_per_unit"] == 1
+
+
 def test_soup_rule_names():
     pr = _module()
     assert pr.seeds_per_unit("greedy+ema~soup4") == 4 and pr.seeds_per_unit("greedy@avg4") == 1
     assert pr.base_rule("greedy+ema~soup4") == "greedy"
+    assert pr.seeds_per_unit("greedy+ema~soup2@avg4") == 2 and pr.base_rule("greedy+ema~soup2@avg4") == "greedy"
 
 
 def test_protocol_reliability_scores_seed_soups(tmp_path):
