@@ -134,7 +134,7 @@ def note_scored(rule: str, seconds: float) -> None:
 
 def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds: list[int],
                     actions: list[str], episodes: int, eval_seed: int,
-                    soups: tuple[int, ...] = ()) -> dict[str, Scores]:
+                    soups: tuple[int, ...] = (), soups_only: bool = False) -> dict[str, Scores]:
     """Train ``losses x seeds`` once, then score the policies under every action rule on the same episodes.
 
     With ``protocol.ema`` set, both weights of each trained policy are scored: the last ones under the rule's
@@ -144,7 +144,10 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     scoring) and ``greedy@mixK`` (start state e scored on checkpoint e mod K: the scoring cost of one).
     For each G in ``soups``, the :func:`~symloss.train.seed_soup` of each G seeds' scored weights too (``greedy~soupG``; returns
     ``[P, S / G, E]``: one row per soup); with checkpoints, the soups of every checkpoint as well and their two
-    averages (``greedy+ema~soupG@avgK``: what ``TrainConfig(soup=G, checkpoints=K)`` scores, and ``@mixK``)."""
+    averages (``greedy+ema~soupG@avgK``: what ``TrainConfig(soup=G, checkpoints=K)`` scores, and ``@mixK``).
+    ``soups_only``: score the soups of the scored weights alone (not each seed, not the soups of the last weights
+    when ``ema`` is set): what the protocol itself reports, at 1/G of the scoring, for environments such as TLA
+    where scoring costs as much as training."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
     result = trainer.fit(losses, data, seeds=seeds, progress=True)  # a bar on stderr: the runs last an hour
@@ -164,9 +167,6 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
         out[rule] = Scores(np.asarray(r).reshape(len(losses), rows, episodes), train_s, time.perf_counter() - start)
         note_scored(rule, out[rule].eval_s)
 
-    for suffix, params in weights:
-        for action in actions:
-            score(action + suffix, params, action, len(seeds))
     def average_checkpoints(rule: str) -> None:  # rule: the scored weights' name, e.g. greedy+ema or greedy+ema~soup2
         k = len(steps)
         at = rule.find("~")
@@ -178,12 +178,15 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
         mixed = stacked[np.arange(episodes) % k, :, :, np.arange(episodes)]  # [E, P, rows]
         out[f"{rule}@mix{k}"] = Scores(np.moveaxis(mixed, 0, -1), train_s, eval_s / k)
 
-    if result.checkpoints is not None:
+    for suffix, params in [] if soups_only else weights:
+        for action in actions:
+            score(action + suffix, params, action, len(seeds))
+    if result.checkpoints is not None and not soups_only:
         for action in actions:
             average_checkpoints(action + scored)
     for size in soups:
         rows = len(seeds) // size
-        for suffix, params in last:
+        for suffix, params in last[-1:] if soups_only else last:
             souped = seed_soup(params, len(losses), len(seeds), size)
             for action in actions:
                 score(f"{action}{suffix}~soup{size}", souped, action, rows)
@@ -330,6 +333,9 @@ def main() -> None:
     parser.add_argument("--soups", default="",
                         help="seed-soup sizes G to score too (comma-separated; each divides --seeds and leaves >= 4 "
                              "soups for the split-half): each loss's weights averaged over G seeds")
+    parser.add_argument("--soups-only", action="store_true",
+                        help="score only the seed soups of the scored weights (with --soups or the protocol's soup), "
+                             "not every seed: 1/G of the scoring, for TLA where scoring costs as much as training")
     parser.add_argument("--json", default=None, help="write every per-episode return here")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
@@ -362,8 +368,10 @@ def main() -> None:
         if size < 2 or args.seeds % size or args.seeds // size < 2:
             sys.exit(f"--soups {size}: a soup size must be >= 2 and divide --seeds {args.seeds} into >= 2 soups; "
                      f"pick a divisor such as {args.seeds // 2}")
+    if args.soups_only and not soup_sizes:
+        sys.exit("--soups-only: there is no soup to score; give --soups G or a protocol with soup=G")
     final = train_and_score([loss for _, loss in losses], data, protocol, seeds, actions, args.episodes,
-                            args.eval_seed, soups=soup_sizes)
+                            args.eval_seed, soups=soup_sizes, soups_only=args.soups_only)
     ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env, episodes=args.episodes,
                                                          seed=args.eval_seed, action=a,
                                                          temperature=protocol.temperature)))
@@ -392,6 +400,7 @@ def main() -> None:
                                                                                        episodes=e)
                                                               for e in projected_states(args.episodes)}}
     print_projection(report["final"], args.episodes)
+    first = next(iter(final))  # the protocol's first scored rule: the cost and the loss table refer to it
     fid_seeds0 = args.seed0 + 1000
     for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:
         if args.quick:
@@ -402,7 +411,7 @@ def main() -> None:
                                  soups=(fid.soup,) if fid.soup > 1 else ())
         cost = (fid.steps * fid.batch_size * fid.seeds) / (protocol.steps * protocol.batch_size * args.seeds)
         for fid_rule, fid_scores in scored.items():
-            wall = (fid_scores.train_s + fid_scores.eval_s) / (final[actions[0]].train_s + final[actions[0]].eval_s)
+            wall = (fid_scores.train_s + fid_scores.eval_s) / (final[first].train_s + final[first].eval_s)
             rhos = {a: float(stats.spearmanr(fid_scores.returns.mean((1, 2)), sc.returns.mean((1, 2))).statistic)
                     for a, sc in final.items()}
             print(f"\nfidelity {fid_name!r} ({fid.steps} steps x {fid.batch_size} pairs, {fid.seeds} seeds x "
@@ -412,7 +421,8 @@ def main() -> None:
             key = fid_name if fid_rule == rule_name(fid) else f"{fid_name} [{fid_rule}]"
             report["fidelities"][key] = {"returns": fid_scores.returns.tolist(), "rho": rhos, "cost": cost,
                                          "wall_ratio": wall}
-    for rule in [r for r in final if r.endswith("+ema") or "@avg" in r or "@mix" in r or "~soup" in r]:
+    for rule in [r for r in final if (r.endswith("+ema") or "@avg" in r or "@mix" in r or "~soup" in r)
+                 and base_rule(r) in final]:
         base, avg = final[base_rule(rule)].returns, final[rule].returns
         gain = avg.mean((1, 2)) - base.mean((1, 2))
         rho = stats.spearmanr(avg.mean((1, 2)), base.mean((1, 2))).statistic
@@ -420,8 +430,8 @@ def main() -> None:
               f"means rank with "
               f"Spearman rho {rho:.3f}; mean change {gain.mean():+.1f} (losses: min {gain.min():+.1f}, max "
               f"{gain.max():+.1f})")
-    order = np.argsort(-final[actions[0]].returns.mean((1, 2)))
-    print(f"\nloss means (mean +- sd over seeds), ordered by {actions[0]!r}:")
+    order = np.argsort(-final[first].returns.mean((1, 2)))
+    print(f"\nloss means (mean +- sd over seeds), ordered by {first!r}:")
     print("| loss | " + " | ".join(final) + " |")
     print("|---|" + "---|" * len(final))
     for i in order:

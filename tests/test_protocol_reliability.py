@@ -69,6 +69,18 @@ def test_protocol_reliability_soups_of_checkpoints(tmp_path):
     np.testing.assert_array_equal(mixed[..., 0::2], early[..., 0::2])
     np.testing.assert_array_equal(mixed[..., 1::2], last[..., 1::2])
     assert final["greedy+ema~soup2@avg2"]["seeds_per_unit"] == 2 and final["greedy+ema@avg2"]["seeds_per_unit"] == 1
+    only = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
+                           "--seeds", "4", "--actions", "greedy", "--fidelities", "", "--soups-only",
+                           "--protocol", "final:ema=0.9:checkpoints=2:soup=2", "--json", str(tmp_path / "o.json")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert only.returncode == 0, only.stderr[-2000:]
+    scored = json.loads((tmp_path / "o.json").read_text())["final"]  # the protocol's own soups, no seed scored alone
+    assert set(scored) == {"greedy+ema~soup2", "greedy+ema@4~soup2", "greedy+ema~soup2@avg2", "greedy+ema~soup2@mix2"}
+    for rule, entry in scored.items():  # the same training and start states: the same returns
+        np.testing.assert_array_equal(np.array(entry["returns"]), np.array(final[rule]["returns"]))
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
+                          "--soups-only"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--soups-only" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_soup_rule_names():
