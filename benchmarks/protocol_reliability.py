@@ -134,7 +134,7 @@ def note_scored(rule: str, seconds: float) -> None:
 
 def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds: list[int],
                     actions: list[str], episodes: int, eval_seed: int,
-                    soups: tuple[int, ...] = (), soups_only: bool = False) -> dict[str, Scores]:
+                    soups: tuple[int, ...] = (), scored_only: bool = False) -> dict[str, Scores]:
     """Train ``losses x seeds`` once, then score the policies under every action rule on the same episodes.
 
     With ``protocol.ema`` set, both weights of each trained policy are scored: the last ones under the rule's
@@ -145,9 +145,9 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     For each G in ``soups``, the :func:`~symloss.train.seed_soup` of each G seeds' scored weights too (``greedy~soupG``; returns
     ``[P, S / G, E]``: one row per soup); with checkpoints, the soups of every checkpoint as well and their two
     averages (``greedy+ema~soupG@avgK``: what ``TrainConfig(soup=G, checkpoints=K)`` scores, and ``@mixK``).
-    ``soups_only``: score the soups of the scored weights alone (not each seed, not the soups of the last weights
-    when ``ema`` is set): what the protocol itself reports, at 1/G of the scoring, for environments such as TLA
-    where scoring costs as much as training."""
+    ``scored_only``: score only the weights the protocol reports: not the last weights when ``ema`` is set, and
+    with ``soups`` not each seed either (only the soups of the scored weights, 1/G of the scoring); for
+    environments such as TLA where scoring costs as much as training."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
     result = trainer.fit(losses, data, seeds=seeds, progress=True)  # a bar on stderr: the runs last an hour
@@ -178,15 +178,17 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
         mixed = stacked[np.arange(episodes) % k, :, :, np.arange(episodes)]  # [E, P, rows]
         out[f"{rule}@mix{k}"] = Scores(np.moveaxis(mixed, 0, -1), train_s, eval_s / k)
 
-    for suffix, params in [] if soups_only else weights:
+    if scored_only:
+        weights = [] if soups else weights[len(last) - 1:]
+    for suffix, params in weights:
         for action in actions:
             score(action + suffix, params, action, len(seeds))
-    if result.checkpoints is not None and not soups_only:
+    if result.checkpoints is not None and weights:
         for action in actions:
             average_checkpoints(action + scored)
     for size in soups:
         rows = len(seeds) // size
-        for suffix, params in last[-1:] if soups_only else last:
+        for suffix, params in last[-1:] if scored_only else last:
             souped = seed_soup(params, len(losses), len(seeds), size)
             for action in actions:
                 score(f"{action}{suffix}~soup{size}", souped, action, rows)
@@ -333,9 +335,10 @@ def main() -> None:
     parser.add_argument("--soups", default="",
                         help="seed-soup sizes G to score too (comma-separated; each divides --seeds and leaves >= 4 "
                              "soups for the split-half): each loss's weights averaged over G seeds")
-    parser.add_argument("--soups-only", action="store_true",
-                        help="score only the seed soups of the scored weights (with --soups or the protocol's soup), "
-                             "not every seed: 1/G of the scoring, for TLA where scoring costs as much as training")
+    parser.add_argument("--scored-only", action="store_true",
+                        help="score only the weights the protocol reports (not the last ones beside ema=d; with "
+                             "--soups or the protocol's soup, only the soups): for TLA, where scoring costs as much "
+                             "as training")
     parser.add_argument("--json", default=None, help="write every per-episode return here")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
@@ -368,10 +371,11 @@ def main() -> None:
         if size < 2 or args.seeds % size or args.seeds // size < 2:
             sys.exit(f"--soups {size}: a soup size must be >= 2 and divide --seeds {args.seeds} into >= 2 soups; "
                      f"pick a divisor such as {args.seeds // 2}")
-    if args.soups_only and not soup_sizes:
-        sys.exit("--soups-only: there is no soup to score; give --soups G or a protocol with soup=G")
+    if args.scored_only and protocol.ema is None and protocol.checkpoints == 1 and not soup_sizes:
+        sys.exit("--scored-only: this protocol scores only its last weights, which every run scores; drop the flag "
+                 "or give the protocol ema=d, checkpoints=K or soup=G")
     final = train_and_score([loss for _, loss in losses], data, protocol, seeds, actions, args.episodes,
-                            args.eval_seed, soups=soup_sizes, soups_only=args.soups_only)
+                            args.eval_seed, soups=soup_sizes, scored_only=args.scored_only)
     ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env, episodes=args.episodes,
                                                          seed=args.eval_seed, action=a,
                                                          temperature=protocol.temperature)))

@@ -70,7 +70,7 @@ def test_protocol_reliability_soups_of_checkpoints(tmp_path):
     np.testing.assert_array_equal(mixed[..., 1::2], last[..., 1::2])
     assert final["greedy+ema~soup2@avg2"]["seeds_per_unit"] == 2 and final["greedy+ema@avg2"]["seeds_per_unit"] == 1
     only = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
-                           "--seeds", "4", "--actions", "greedy", "--fidelities", "", "--soups-only",
+                           "--seeds", "4", "--actions", "greedy", "--fidelities", "", "--scored-only",
                            "--protocol", "final:ema=0.9:checkpoints=2:soup=2", "--json", str(tmp_path / "o.json")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert only.returncode == 0, only.stderr[-2000:]
@@ -79,8 +79,17 @@ def test_protocol_reliability_soups_of_checkpoints(tmp_path):
     for rule, entry in scored.items():  # the same training and start states: the same returns
         np.testing.assert_array_equal(np.array(entry["returns"]), np.array(final[rule]["returns"]))
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
-                          "--soups-only"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "--soups-only" in bad.stderr and "Traceback" not in bad.stderr
+                          "--scored-only"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--scored-only" in bad.stderr and "Traceback" not in bad.stderr
+    ema = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
+                          "--seeds", "4", "--actions", "greedy", "--fidelities", "", "--scored-only",
+                          "--protocol", "final:ema=0.9:checkpoints=2", "--json", str(tmp_path / "e.json")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert ema.returncode == 0, ema.stderr[-2000:]
+    scored = json.loads((tmp_path / "e.json").read_text())["final"]  # the averaged weights and their checkpoints
+    assert set(scored) == {"greedy+ema", "greedy+ema@4", "greedy+ema@avg2", "greedy+ema@mix2"}
+    np.testing.assert_array_equal(np.array(scored["greedy+ema@avg2"]["returns"]),
+                                  np.array(final["greedy+ema@avg2"]["returns"]))
 
 
 def test_soup_rule_names():
