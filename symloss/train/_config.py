@@ -72,7 +72,13 @@ components) of this preset is 75-151 seeds on ``mixed`` and 9-82 on ``noisy`` (H
 evaluation-side lever can reach 10), 2-14 on TLA (the episodes are the noise there: with 32 start states
 TLA needed 10.6 seeds for 10% between losses that train in one run, at about 3.6 min per loss loaded). Seed
 soups at lr 1e-4 under the mean rule on averaged weights cut ``mixed``'s count 36 -> 12 and 51 -> 19 in two runs,
-but rank its zoo unlike this preset (rho 0.27-0.36).
+but rank its zoo unlike this preset (rho 0.27-0.36). Averaged weights at 4 late checkpoints
+(``final:ema=0.995:checkpoints=4``; benchmarks/RESULTS.md "Averaged weights at 4 late checkpoints") are the
+replicated candidate for ``mixed``: split-half 0.93 / 0.95, 16 / 21 seeds for 10% between losses that train
+(152 / 154 for this preset on the same policies), and ``search:ema=0.995:checkpoints=4`` ranks like it with rho
+0.92-0.96; but it ranks ``mixed`` unlike this preset (rho 0.41-0.63: many losses peak mid-training and fall by
+the last step), lowers ``noisy``'s split-half (0.82 -> 0.81, 0.81 -> 0.70) and TLA's (0.80 against 0.88), so
+the preset stays.
 Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on
 seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on
 what selected it."""
