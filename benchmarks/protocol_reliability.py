@@ -155,9 +155,9 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     scored = "" if protocol.ema is None else "+ema"
     last = [("", result.params)] if protocol.ema is None else [("", result.last_params), ("+ema", result.params)]
     steps = protocol.checkpoint_steps
-    weights = list(last)
-    if result.checkpoints is not None:
-        weights += [(f"{scored}@{step}", params) for step, params in zip(steps[:-1], result.checkpoints[:-1])]
+    earlier = ([] if result.checkpoints is None else  # the scored weights at every earlier checkpoint
+               [(f"{scored}@{step}", params) for step, params in zip(steps[:-1], result.checkpoints[:-1])])
+    weights = last + earlier
     out = {}
 
     def score(rule: str, params: dict[str, torch.Tensor], action: str, rows: int) -> None:
@@ -186,17 +186,13 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     if result.checkpoints is not None and weights:
         for action in actions:
             average_checkpoints(action + scored)
+    souped_weights = (last[-1:] if scored_only else last) + earlier
     for size in soups:
-        rows = len(seeds) // size
-        for suffix, params in last[-1:] if scored_only else last:
+        for suffix, params in souped_weights:
             souped = seed_soup(params, len(losses), len(seeds), size)
             for action in actions:
-                score(f"{action}{suffix}~soup{size}", souped, action, rows)
-        if result.checkpoints is not None:  # the soups of the scored weights at every earlier checkpoint too
-            for step, params in zip(steps[:-1], result.checkpoints[:-1]):
-                souped = seed_soup(params, len(losses), len(seeds), size)
-                for action in actions:
-                    score(f"{action}{scored}@{step}~soup{size}", souped, action, rows)
+                score(f"{action}{suffix}~soup{size}", souped, action, len(seeds) // size)
+        if result.checkpoints is not None:
             for action in actions:
                 average_checkpoints(f"{action}{scored}~soup{size}")
     return out
