@@ -106,8 +106,8 @@ class TrainConfig:
     """A training protocol: hyperparameters of :class:`~symloss.train.PopulationTrainer` and of scoring.
 
     The defaults are the ``search`` preset; :meth:`preset` gives any of :data:`PROTOCOLS` with overrides.
-    Seeds: every member starts exactly at the SFT reference; seed s only sets the order of minibatches,
-    drawn with replacement from ``torch.Generator().manual_seed(s)``. All candidates with the same seed see
+    Seeds: every member starts exactly at the SFT reference; seed s only sets the minibatches, drawn from
+    ``torch.Generator().manual_seed(s)`` with replacement or in shuffled epochs (``sampling``). All candidates with the same seed see
     the same minibatches (common random numbers), so differences between candidates are not data noise.
     """
 
@@ -121,6 +121,11 @@ class TrainConfig:
     """The training seeds are first_seed, ..., first_seed + S - 1; >= 0."""
     episodes: int = SEARCH_PROTOCOL["episodes"]
     """E, evaluation episodes per member for the ``return`` fitness; >= 1."""
+    sampling: Literal["replacement", "epochs"] = "replacement"
+    """How a seed draws its minibatches (``symloss.train._sampler``): ``replacement`` (the presets), B pairs
+    uniformly with replacement at every step, so in T steps pair i is seen Binomial(T B, 1/n) times (a randomly
+    reweighted dataset per seed); ``epochs``, consecutive slices of a stream of random permutations of the n
+    pairs, so every pair is seen floor(T B / n) or one more time and seeds differ only in the order."""
     lr: float = SEARCH_PROTOCOL["lr"]
     """Adam learning rate; > 0."""
     betas: tuple[float, float] = (0.9, 0.999)
@@ -218,6 +223,7 @@ class TrainConfig:
                          fix="or a callable (spec, params, context) -> Tensor[N]")
         check_choice("dtype", self.dtype, ("float32", "float64"))
         check_choice("action", self.action, ("greedy", "mean", "sample"))
+        check_choice("sampling", self.sampling, ("replacement", "epochs"))
         check_range("temperature", self.temperature, lo=0, lo_open=True)
         check_bool("cuda_graph", self.cuda_graph)
         check_device("device", self.device, here=device_here)

@@ -1,7 +1,7 @@
 """A plain single-policy training loop: the readable reference that the population trainer must reproduce.
 
 One policy (N = 1), one loss, ``torch.optim.Adam`` and ``torch.nn.utils.clip_grad_norm_``; minibatches of
-``batch_size`` pairs drawn with replacement from ``torch.Generator().manual_seed(seed)``. With the same
+``batch_size`` pairs from the seed's stream (``config.sampling``: with replacement or in shuffled epochs). With the same
 config and seed, :class:`~symloss.train.PopulationTrainer` with P = 1, S = 1 gives the same losses.
 """
 
@@ -13,6 +13,7 @@ from symloss.bench import token_logps
 from symloss.objectives import LogpBatch, MirrorLoss
 from symloss.train._config import TrainConfig
 from symloss.train._data import PreferenceData
+from symloss.train._sampler import MinibatchSampler
 
 __all__ = ["train_single"]
 
@@ -27,11 +28,10 @@ def train_single(loss: MirrorLoss, data: PreferenceData, config: TrainConfig, *,
     spec, train = data.spec, data.train
     params = {k: v.clone().requires_grad_(True) for k, v in data.reference.items()}
     opt = torch.optim.Adam(params.values(), lr=config.lr, betas=config.betas, eps=config.eps)
-    gen = torch.Generator().manual_seed(int(seed))
-    batch_size = min(config.batch_size, data.n_train)
+    sampler = MinibatchSampler(data.n_train, min(config.batch_size, data.n_train), seed, config.sampling)
     history = torch.empty(config.steps, dtype=data.dtype)
     for step in range(config.steps):
-        idx = torch.randint(0, data.n_train, (batch_size,), generator=gen).to(data.device)
+        idx = sampler.next().to(data.device)
         chosen = token_logps(spec, params, train["chosen_obs"][idx], train["chosen_bins"][idx])[0]
         rejected = token_logps(spec, params, train["rejected_obs"][idx], train["rejected_bins"][idx])[0]
         batch = LogpBatch(chosen, rejected, train["chosen_mask"][idx], train["rejected_mask"][idx],

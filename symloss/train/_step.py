@@ -2,7 +2,8 @@
 
 Member i trains candidate ``candidates[i]`` with seed ``seeds[i]``. One step, for every member at once:
 
-    idx_s    ~ U{0..n-1}^B from torch.Generator(seed_s)          (shared by all candidates with seed s)
+    idx_s    = the next B indices of seed s's stream (``_sampler``: with replacement, or shuffled epochs;
+               shared by all candidates with seed s)
     logp     = token_logps(params, obs[idx], bins[idx])             [N, 2B, T], one baddbmm per layer
     L_i      = mean_b loss_p(LogpBatch(logp_i, ref[idx_s], t = step / steps))     candidate p's own loss
                (masked sums / means of logp computed once per chunk, not once per candidate)
@@ -33,6 +34,7 @@ from symloss.objectives import LogpBatch, MirrorLoss, aggregate
 from symloss.train._config import TrainConfig
 from symloss.train._data import PreferenceData
 from symloss.train._optim import AdamState, adam_init, adam_step_, clip_grads_, member_grad_norm
+from symloss.train._sampler import MinibatchSampler
 
 __all__ = ["BAD_GRAD", "BAD_LOSS", "CURVES", "GRAPH_WARMUP", "train_chunk"]
 
@@ -246,9 +248,10 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
                    torch.zeros(n, dtype=torch.int64, device=device), torch.full((n,), -1, dtype=torch.int64, device=device),
                    None if cfg.ema is None else {k: v.detach().clone() for k, v in params.items()})
     uniq = sorted(set(seeds))
-    gens = [torch.Generator().manual_seed(int(s)) for s in uniq]
+    batch_size = min(cfg.batch_size, data.n_train)
+    samplers = [MinibatchSampler(data.n_train, batch_size, s, cfg.sampling) for s in uniq]
     seed_pos = torch.tensor([uniq.index(s) for s in seeds], device=device)
-    groups, batch_size = _groups(candidates), min(cfg.batch_size, data.n_train)
+    groups = _groups(candidates)
     curves = {c: torch.full((n, steps), math.nan, dtype=data.dtype, device=device) for c in CURVES}
     raised: dict[int, tuple[int, str]] = {}
 
@@ -262,7 +265,7 @@ def train_chunk(cfg: TrainConfig, losses: Sequence[MirrorLoss], data: Preference
     checkpoints: list[dict[str, torch.Tensor]] = []
     to_score = state.params if state.ema is None else state.ema  # updated in place by every step
     for k in range(steps):
-        idx = torch.stack([torch.randint(0, data.n_train, (batch_size,), generator=g) for g in gens])
+        idx = torch.stack([sampler.next() for sampler in samplers])
         idx = idx.pin_memory().to(device, non_blocking=True) if pin else idx
         if graphed is None:
             t = torch.tensor(k / steps, dtype=data.dtype).to(device)  # one copy per step, not one per loss
