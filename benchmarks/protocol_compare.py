@@ -10,7 +10,9 @@ compared on the losses common to all of them, so a protocol's figures are not mo
   and their median sd over seeds (over soups for a seed-soup rule, whose seed counts are G x its soups);
   with ``--states N``, that count projected from each loss's variance components to N start states per policy
   and to infinitely many (sigma^2_seed + sigma^2_res / N: how far more episodes could take it); with
-  ``--first-states N``, every figure from each run's first N start states only;
+  ``--first-states N``, every figure from each run's first N start states only; with ``--subset K``, an in-run
+  fidelity: the Spearman rho of K seeds' loss means (on half the start states) against the other seeds' (on the
+  other half), i.e. how the same training on K seeds ranks against a protocol on the rest;
 - the Spearman rho between the runs' loss means for every pair of (run, rule): do two protocols, on disjoint
   seeds, rank the losses alike?
 - with ``--losses RULE``: every loss's mean +- sd over seeds in each run under RULE and the Welch t-test of each
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-states", type=int, default=None, metavar="N",
                         help="use only each run's first N start states (compare a run with many start states to "
                              "runs with fewer on equal footing, or check the --states projection against it)")
+    parser.add_argument("--subset", type=int, default=None, metavar="K",
+                        help="also rank each run's loss means from K of its seeds on half its start states against "
+                             "the other seeds on the other half (an in-run fidelity: the same training on K seeds)")
     parser.add_argument("--losses", default=None, metavar="RULE",
                         help="also print each loss's mean in every run under RULE, Welch p against the first run")
     args = parser.parse_args(argv)
@@ -112,9 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(0)
     print(f"{len(names)} losses common to {len(runs)} runs" + (" (zoo only)" if args.zoo_only else ""))
     extra = "" if args.states is None else f" moving, projected to {args.states} states / episode-free |"
+    extra += "" if args.subset is None else f" {args.subset} seeds vs the rest, rho (mean, p10) |"
     print("\n| run | rule | seeds x states | split-half rho (mean, p10) | seeds for 10%, pooled | seeds for 10%, "
           "moving losses: median (p25-p75), count | median sd over seeds, moving | reference |" + extra)
-    print("|---|---|---|---|---|---|---|---|" + ("" if args.states is None else "---|"))
+    print("|---|---|---|---|---|---|---|---|" + "---|" * ((args.states is not None) + (args.subset is not None)))
     means: dict[str, np.ndarray] = {}
     for label, run in runs.items():
         for rule in run["final"]:
@@ -134,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {sd:.0f} | {ref:.0f} |"
                   + ("" if args.states is None else
                      f" {seeds_for_moving(r, ref, per_row=g, episodes=args.states)[0]:.1f} / "
-                     f"{seeds_for_moving(r, ref, per_row=g, episodes=math.inf)[0]:.1f} |"))
+                     f"{seeds_for_moving(r, ref, per_row=g, episodes=math.inf)[0]:.1f} |")
+                  + ("" if args.subset is None else subset_cell(r, args.subset, rng)))
     if not means:
         raise SystemExit(f"error: no run has the rules {wanted}; rules are e.g. greedy, mean, greedy+ema")
     print("\nSpearman rho of the loss means between runs (disjoint seeds when the runs' seeds differ):")
@@ -143,6 +150,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"- {a} vs {b}: {stats.spearmanr(means[a], means[b]).statistic:.3f}")
     if args.losses:
         print_loss_table(runs, names, args.losses)
+
+
+def subset_cell(r: np.ndarray, k: int, rng: np.random.Generator) -> str:
+    """The table cell of ``--subset k``: split_half with k seeds against the other S - k."""
+    if not 1 <= k < r.shape[1]:
+        return " - |"
+    rho = split_half(r, rng, subset=k)
+    return f" {rho[0]:.3f}, {rho[1]:.3f} |"
 
 
 def print_loss_table(runs: dict[str, dict], names: list[str], rule: str) -> None:

@@ -227,14 +227,19 @@ def components(r: np.ndarray) -> dict[str, float]:
     return {"seed": max(0.0, (ms_seed - ms_res) / e), "state": max(0.0, (ms_state - ms_res) / s), "res": ms_res}
 
 
-def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100) -> tuple[float, float]:
-    """Mean and 10th percentile of Spearman rho between loss means on disjoint seed and episode halves."""
+def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100,
+               subset: int | None = None) -> tuple[float, float]:
+    """Mean and 10th percentile of Spearman rho between loss means on disjoint seed and episode halves.
+
+    With ``subset = k``: the first part is k seeds and the other all S - k seeds (each on its own half of the
+    start states): how a k-seed protocol with the same training ranks against the rest (an in-run fidelity)."""
     _, s, e = r.shape
+    cut, end = (s // 2, 2 * (s // 2)) if subset is None else (subset, s)
     rhos = []
     for _ in range(repeats):
         seeds, eps = rng.permutation(s), rng.permutation(e)
-        a = r[:, seeds[:s // 2]][:, :, eps[:e // 2]].mean((1, 2))
-        b = r[:, seeds[s // 2:2 * (s // 2)]][:, :, eps[e // 2:2 * (e // 2)]].mean((1, 2))
+        a = r[:, seeds[:cut]][:, :, eps[:e // 2]].mean((1, 2))
+        b = r[:, seeds[cut:end]][:, :, eps[e // 2:2 * (e // 2)]].mean((1, 2))
         rhos.append(stats.spearmanr(a, b).statistic)
     return float(np.nanmean(rhos)), float(np.nanpercentile(rhos, 10))
 

@@ -176,3 +176,40 @@ def test_first_states_cuts_every_run_to_its_first_start_states(tmp_path, capsys)
     assert f"{cut[0]:.1f} ({cut[1]:.1f}-{cut[2]:.1f}), 4 |" in out
     with pytest.raises(SystemExit, match="--first-states 9: run 'a' rule 'greedy' has 8 start states"):
         compare.main([a, "--first-states", "9"])
+
+
+def test_subset_ranks_k_seeds_against_the_rest():
+    # one seed (index 0) reverses the ranking: it is in the k-seed part or the rest by the draw, never in both
+    r = layout([100, 200, 300, 400], [[0, 0, 0, 0]] * 4, states=4)
+    r[:, 0] = r[::-1, 0]
+    rho = [reliability.split_half(r, np.random.default_rng(0), repeats=200, subset=k)[0] for k in (1, 3)]
+    # k = 1: the reversed seed is the whole first part in 1/4 of the draws (rho -1), else the first part is
+    # clean and the rest's mean stays ordered (rho 1): 1/4 * -1 + 3/4 * 1 = 0.5, up to the draw
+    assert 0.3 < rho[0] < 0.7
+    # k = 3 against one seed: the lone seed is the reversed one in 1/4 of the draws (rho -1); else the
+    # 3-seed part holds it, and its mean (one reversed of three) is still ordered: rho 1
+    assert 0.3 < rho[1] < 0.7
+    clean = layout([100, 200, 300, 400], [[1, -1, 2, -2]] * 4, states=4)
+    assert reliability.split_half(clean, np.random.default_rng(0), subset=2) == (1.0, 1.0)
+
+
+def test_split_half_without_subset_is_unchanged():
+    r = noisy_layout(np.random.default_rng(7), [300, 500, 700, 900], seed_sd=80, res_sd=300, states=8)
+    rng, rhos = np.random.default_rng(3), []
+    for _ in range(100):  # the equal halves every recorded figure used
+        seeds, eps = rng.permutation(6), rng.permutation(8)
+        a = r[:, seeds[:3]][:, :, eps[:4]].mean((1, 2))
+        b = r[:, seeds[3:6]][:, :, eps[4:8]].mean((1, 2))
+        rhos.append(compare.stats.spearmanr(a, b).statistic)
+    assert reliability.split_half(r, np.random.default_rng(3)) == (float(np.nanmean(rhos)),
+                                                                   float(np.nanpercentile(rhos, 10)))
+
+
+def test_compare_prints_the_subset_fidelity(tmp_path, capsys):
+    r = noisy_layout(np.random.default_rng(8), [300, 500, 700, 900], seed_sd=40, res_sd=200, states=8)
+    a = write_run(tmp_path / "a.json", ["dpo", "ipo", "orpo", "hinge"], r)
+    compare.main([a, "--subset", "2"])
+    out = capsys.readouterr().out
+    assert "2 seeds vs the rest, rho (mean, p10)" in out
+    compare.main([a, "--subset", "6"])  # no seed left for the rest
+    assert out.splitlines()[4].count("|") == capsys.readouterr().out.splitlines()[4].count("|")
