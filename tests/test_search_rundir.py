@@ -225,3 +225,22 @@ def test_a_run_directory_written_before_the_protocol_existed_resumes(tmp_path):
     full = LossSearch(SearchConfig.from_dict({**settings, "generations": 2}), fitness=MirrorTargetFitness(TARGET),
                       progress=False).fit()
     assert resumed.config.train == full.config.train and resumed.hall_of_fame_.equals(full.hall_of_fame_)
+
+
+def test_a_stored_protocol_without_a_later_field_reads_as_it_was_run(tmp_path):
+    """A config.json written before ``sampling`` / ``ema`` / ``checkpoints`` / ``soup`` existed reads with the
+    values that version trained with, whatever the presets say today; values the file has are kept."""
+    from symloss.search._artefacts import read_config
+    from symloss.train import STORED_BEFORE, TrainConfig
+
+    train = {k: v for k, v in TrainConfig().to_dict().items() if k not in STORED_BEFORE}
+    train["soup"] = 2  # written by a version that had soups: kept
+    (tmp_path / "config.json").write_text(json.dumps({"population": 8, "seed": 3, "train": train}))
+    stored = read_config(tmp_path)["train"]
+    assert stored["sampling"] == "replacement" and stored["ema"] is None and stored["checkpoints"] == 1
+    assert stored["soup"] == 2
+    flat = {"population": 8, "steps": 10, "batch_size": 4, "lr": 0.01, "episodes": 2, "seeds": 1,
+            "fitness": "return", "device": "cpu"}  # the format before SearchConfig.train existed
+    (tmp_path / "config.json").write_text(json.dumps(flat))
+    assert read_config(tmp_path)["sampling"] == "replacement"
+    assert SearchConfig.from_dict(read_config(tmp_path)).train.sampling == "replacement"

@@ -31,11 +31,13 @@ import pandas as pd
 from symloss.search._config import RESUMABLE_CHANGES, SearchConfig
 from symloss.search._evolve import WORST
 from symloss.search._rundir import RunDirError
+from symloss.train import STORED_BEFORE
 from symloss.validation import short_repr
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    """The JSON object in ``run_dir/config.json`` (RunDirError if there is none or it is not an object)."""
+    """The JSON object in ``run_dir/config.json`` (RunDirError if there is none or it is not an object); a
+    protocol field the file lacks (written before the field existed) is filled in from ``STORED_BEFORE``."""
     path = run_dir / "config.json"
     try:
         stored = json.loads(path.read_text())
@@ -54,6 +56,9 @@ def read_config(run_dir: Path) -> dict[str, Any]:
             raise RunDirError(f"{path}: {short_repr(name)}={short_repr(value)}: must be a number, a text of at "
                               f"most {MAX_CONFIG_TEXT} characters, or a list of them; fix the file, or start a new "
                               "run in another directory")
+    protocol = stored["train"] if isinstance(stored.get("train"), dict) else stored
+    for name, value in STORED_BEFORE.items():  # written before the field existed: the value it was run with
+        protocol.setdefault(name, value)
     return stored
 
 

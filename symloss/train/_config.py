@@ -25,7 +25,7 @@ from symloss.validation import (
     did_you_mean,
 )
 
-__all__ = ["FINAL_PROTOCOL", "FITNESS_NAMES", "PROTOCOLS", "SEARCH_PROTOCOL", "TrainConfig"]
+__all__ = ["FINAL_PROTOCOL", "FITNESS_NAMES", "PROTOCOLS", "SEARCH_PROTOCOL", "STORED_BEFORE", "TrainConfig"]
 
 FITNESS_NAMES: tuple[str, ...] = ("return", "offline")
 """Built-in fitness functions (see ``symloss.train.FITNESS``)."""
@@ -82,6 +82,12 @@ the preset stays.
 Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on
 seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on
 what selected it."""
+
+
+STORED_BEFORE: dict[str, Any] = {"ema": None, "checkpoints": 1, "soup": 1, "sampling": "replacement"}
+"""Protocol fields added after run directories were first written, with the value every run written before the
+field existed was trained with; a stored protocol that lacks one is read with this value (never the preset's,
+which may have changed since)."""
 
 
 _Budget = make_dataclass("Budget", ["steps", "batch_size", "episodes"], frozen=True, kw_only=True)
