@@ -409,7 +409,7 @@ def main() -> None:
     fid_seeds0 = args.seed0 + 1000
     for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:
         if args.quick:
-            fid = replace(fid, steps=3, batch_size=8)
+            fid = replace(fid, steps=3, batch_size=8, checkpoints=1)
         fseeds = list(range(fid_seeds0, fid_seeds0 + fid.seeds))
         scored = train_and_score([loss for _, loss in losses], data, fid, fseeds, [fid.action], fid.episodes,
                                  args.eval_seed + 1000,  # with fid.ema: its last and its averaged weights

@@ -90,7 +90,7 @@ def test_rung_helpers():
     assert protocol_for(ladder, 1, (2, 5)) == ladder[1]  # not contiguous: the whole rung
     other = [ladder[0], TrainConfig.preset("search", seeds=6, episodes=16)]  # other scoring: nothing reusable
     assert missing_seeds(record, other, 1) == (0, 1, 2, 3, 4, 5)
-    averaged = [ladder[0], TrainConfig.preset("search", seeds=6, ema=0.995)]  # averaged weights score otherwise
+    averaged = [ladder[0], TrainConfig.preset("search", seeds=6, ema=0.99)]  # other averaging scores otherwise
     assert missing_seeds(record, averaged, 1) == (0, 1, 2, 3, 4, 5)
     cache = {"a": {**record, "generation": 0, "kind": "discovered", "complexity": 1},
              "b": {"rungs": {"0": {**record["rungs"]["0"], "mean": 2.0}}, "generation": 0, "kind": "discovered",

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from symloss.search import LossSearch, MirrorTargetFitness, RunDirError, RunDirLocked, SearchConfig
+from symloss.train import STORED_BEFORE
 from symloss.validation import ConfigError
 
 TARGET = "u + tanh(u)"
@@ -217,6 +218,7 @@ def test_a_run_directory_written_before_the_protocol_existed_resumes(tmp_path):
     old = json.loads((REPO / "tests" / "fixtures" / "config_before_protocols.json").read_text())
     settings = {k: old[k] for k in ("population", "seed", "steps", "episodes", "fitness", "batch_size", "lr",
                                     "seeds", "device") if k in old}
+    settings.update(STORED_BEFORE)  # that version trained plainly, whatever the presets say today
     run_dir = tmp_path / "run"
     LossSearch(SearchConfig.from_dict({**settings, "generations": 1, "run_dir": str(run_dir)}),
                fitness=MirrorTargetFitness(TARGET), progress=False).fit()
@@ -231,7 +233,7 @@ def test_a_stored_protocol_without_a_later_field_reads_as_it_was_run(tmp_path):
     """A config.json written before ``sampling`` / ``ema`` / ``checkpoints`` / ``soup`` existed reads with the
     values that version trained with, whatever the presets say today; values the file has are kept."""
     from symloss.search._artefacts import read_config
-    from symloss.train import STORED_BEFORE, TrainConfig
+    from symloss.train import TrainConfig
 
     train = {k: v for k, v in TrainConfig().to_dict().items() if k not in STORED_BEFORE}
     train["soup"] = 2  # written by a version that had soups: kept

@@ -9,7 +9,7 @@ import torch
 from _train_data import synthetic_data
 
 from symloss.objectives import dpo
-from symloss.train import BUDGETS, PROTOCOLS, PopulationTrainer, TrainConfig
+from symloss.train import BUDGETS, PROTOCOLS, SEARCH_PROTOCOL, PopulationTrainer, TrainConfig
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -110,7 +110,11 @@ def test_betas_from_json_list_become_a_tuple():
 
 
 def test_protocol_presets_are_complete_named_and_overridable():
-    assert set(PROTOCOLS) == {"search", "final"} and PROTOCOLS["search"] == TrainConfig()
+    assert set(PROTOCOLS) == {"search", "final"} and PROTOCOLS["search"] == TrainConfig(**SEARCH_PROTOCOL)
+    plain = TrainConfig()  # the search's budget, scored plainly: last weights, minibatches with replacement
+    assert (plain.steps, plain.seeds, plain.ema, plain.checkpoints, plain.sampling) == (600, 2, None, 1, "replacement")
+    for preset in PROTOCOLS.values():  # issue 12: shuffled epochs, averaged weights at 4 late checkpoints
+        assert (preset.sampling, preset.ema, preset.checkpoints) == ("epochs", 0.995, 4)
     final = TrainConfig.preset("final", seeds=3)
     assert (final.steps, final.batch_size, final.lr, final.max_grad_norm, final.episodes) == (600, 64, 3e-4, 1.0, 16)
     assert final.seeds == 3 and final.seed_list == [100, 101, 102] and TrainConfig().seed_list == [0, 1]
@@ -125,6 +129,14 @@ def test_protocol_presets_are_complete_named_and_overridable():
         TrainConfig.preset("final", seeds=0)
     assert TrainConfig.preset("final").to_dict()["betas"] == [0.9, 0.999]
     assert TrainConfig.preset("final", **PROTOCOLS["final"].to_dict()) == PROTOCOLS["final"]
+
+
+def test_a_short_training_fits_the_presets_checkpoints_unless_they_are_given():
+    assert [TrainConfig.preset("search", steps=t).checkpoints for t in (1, 2, 5, 8, 100)] == [1, 1, 2, 4, 4]
+    assert TrainConfig.preset("final", steps=6, checkpoints=3).checkpoints == 3
+    with pytest.raises(ValueError, match="checkpoints=4: spread over the last half of training, it needs steps >= 8"):
+        TrainConfig.preset("final", steps=6, checkpoints=4)
+    assert TrainConfig.from_spec("search:steps=4").checkpoint_steps == [3, 4]
 
 
 def test_old_budget_names_still_work_with_a_future_warning():

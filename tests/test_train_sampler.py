@@ -54,7 +54,7 @@ def test_bad_mode_is_refused():
     with pytest.raises(ConfigError, match="sampling"):
         TrainConfig(sampling="shuffle")
     assert TrainConfig.from_spec("final:sampling=epochs").sampling == "epochs"
-    assert TrainConfig.preset("final").sampling == "replacement"
+    assert TrainConfig().sampling == "replacement" and TrainConfig.preset("final").sampling == "epochs"
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@ A protocol is one :class:`TrainConfig`: optimisation steps, minibatch size (pref
 learning rate, clipping, training seeds, evaluation episodes and their start states, the fitness.
 :data:`PROTOCOLS` names the presets, the single place where they are defined; the search, ``symloss eval``,
 paper_repro and the benchmarks all take one by name with explicit overrides:
-``TrainConfig.preset("final", seeds=10)``. ``TrainConfig()`` is the ``search`` preset. To change a preset,
-edit :data:`SEARCH_PROTOCOL` or :data:`FINAL_PROTOCOL` below (nothing else copies their values).
+``TrainConfig.preset("final", seeds=10)``. ``TrainConfig()`` trains at the ``search`` budget and scores plainly
+(last weights, minibatches with replacement). To change a preset, edit :data:`SEARCH_PROTOCOL` or
+:data:`FINAL_PROTOCOL` below (nothing else copies their values).
 """
 
 from __future__ import annotations
@@ -31,57 +32,47 @@ FITNESS_NAMES: tuple[str, ...] = ("return", "offline")
 """Built-in fitness functions (see ``symloss.train.FITNESS``)."""
 
 SEARCH_PROTOCOL: dict[str, Any] = {"steps": 600, "batch_size": 64, "lr": 3e-4, "max_grad_norm": 1.0, "seeds": 2,
-                                   "episodes": 8, "action": "mean", "temperature": 0.25}
-"""``search``, the fidelity that ranks candidates inside the loss search (the ``TrainConfig`` defaults; fields
-not named here keep their defaults: seeds 0..1, episodes from ``reset(seed=eval_seed + e)``): the training of
-``final`` on 2 seeds, scored by the tempered mean action a = sum_k softmax(l / 0.25)_k c_k on 8 start states,
-1/5 of ``final``'s cost. Measured (issue 12; benchmarks/RESULTS.md "Protocol reliability", Hopper noisy): its loss
-means rank like ``final``'s with Spearman rho 0.874 on fresh seeds over 31 losses (0.886 in the 27-loss pilot);
-the previous search budget (100 steps x 32 pairs at lr 1e-4, greedy, 2 seeds x 5 episodes) ranked at rho -0.01,
-and 150 steps x 64 pairs at 3e-4 at 0.18-0.21 (0.71-0.80 in the pilot: not reproduced). On Hopper mixed it ranks
-with rho 0.762 against ``final``'s greedy means and 0.862 against its mean-rule means (31 losses); on TLA noisy
-0.890 and 0.918."""
+                                   "episodes": 8, "action": "greedy", "temperature": 0.25, "sampling": "epochs",
+                                   "ema": 0.995, "checkpoints": 4}
+"""``search``, the fidelity that ranks candidates inside the loss search: the training and scoring rule of
+``final`` on 2 seeds (0, 1) and 8 start states (``reset(seed=eval_seed + e)``, the search's own), 1/5 of
+``final``'s training and 1/10 of its scoring. Measured (issue 12; benchmarks/RESULTS.md "Shuffled epochs"), 21 zoo
+losses, trained apart on fresh seeds: its loss means rank like ``final``'s with Spearman rho 0.95 / 0.95 on Hopper
+``mixed`` (two final runs) and 0.83 / 0.86 on ``noisy``; under the tempered mean action instead of greedy bins,
+0.88-0.89 and 0.74-0.77, so the search scores greedy bins like ``final``. (Before shuffled epochs the search
+used the mean rule on the last weights: rho 0.87 on ``noisy`` against the old ``final``, 0.46-0.84 on ``mixed``.)
+``TrainConfig()`` trains at this budget but scores plainly (last weights, minibatches with replacement)."""
 
 FINAL_PROTOCOL: dict[str, Any] = {"steps": 600, "batch_size": 64, "lr": 3e-4, "max_grad_norm": 1.0, "seeds": 10,
-                                  "first_seed": 100, "episodes": 16, "eval_seed": 10_000, "action": "greedy"}
-"""``final``, the protocol that reports a loss (``symloss eval``, paper_repro): 600 steps x 64 pairs at lr 3e-4
-with clipping 1.0, 10 seeds x 16 start states, greedy bins (the paper's evaluation). Measured (issue 12;
-benchmarks/RESULTS.md "Protocol reliability", Hopper noisy, 8 seeds x 16 states): two disjoint halves (4 seeds x 8
-states each) rank 31 losses with Spearman rho 0.954 (0.896 with seeds-only halves in a 27-loss pilot on other
-seeds); a 10% difference needs 14-15 seeds (22-30 in the pilot), so 10 seeds resolve about 12-17%. The tempered
-mean action needed fewer seeds (12; 5-6 in the pilot) but ranked less reliably on the fresh seeds (0.79), so it is
-the search's rule, not the report's. On Hopper mixed, training chaos is 2.5x larger (sd over seeds 217 on means
-~1030): split-half 0.762 (0.865 projected to 8 seeds; the zoo's means replicated on disjoint seeds with Spearman
-0.956), 98 seeds for 10%, 71 even with infinitely many start states; scoring the weights' moving average
-(``ema=0.995``) gave 0.821 and 62 seeds in the same training. On TLA noisy the noise is in the episodes instead (seed sd 67,
-residual 531 per episode): split-half 0.893 (0.943 projected), 10.8 seeds for 10%. Training-side levers
-(benchmarks/RESULTS.md, "The training-side lever repeated" and "A lower learning rate"), zoo of 21 losses, 8 fresh
-seeds each: minibatches of 128 with averaged weights help ``mixed`` (157 -> 33 seeds) but hurt ``noisy`` (16 -> 59);
-lr 1e-4 with averaged weights and the mean rule ranks best on both Hopper datasets (split-half 0.94-0.98 on
-``mixed``, 0.84-0.91 on ``noisy``, two disjoint runs each) yet ranks ``mixed``'s zoo unlike greedy (rho 0.46) and
-gave no gain on TLA in a 4-seed pilot: the preset is unchanged (the candidate is the spec
-``final:lr=1e-4:ema=0.995:action=mean``). Scoring 4 late checkpoints (``checkpoints=4``; benchmarks/RESULTS.md
-"Scoring late checkpoints") cuts ``mixed``'s seeds for 10% about 3x in two disjoint runs (107 -> 36, 110 -> 43
-between losses that train) but not ``noisy``'s, where today's protocol needed 44 and 58 seeds on two fresh runs
-(seeds 20000.., 24000..; 16 on 7000..7007): the seed effect persists through training there. Seed soups
-(``soup``; "Seed soups" in benchmarks/RESULTS.md, one 16-seed run each) do move it: averaged weights in soups of 2
-seeds cut ``noisy``'s seeds for 10% 50 -> 16 and 91 -> 25 in two disjoint runs, with the same ranking (rho 0.97-0.99); on ``mixed`` they do nothing (165 -> 164-177). The lr 1e-4 candidate ranked TLA worse
-than this preset on 8 fresh seeds (split-half 0.76 against 0.89-0.90). The seed floor (benchmarks/RESULTS.md,
-"How far can more start states go?"; the seeds for 10% with infinitely many start states, from the variance
-components) of this preset is 75-151 seeds on ``mixed`` and 9-82 on ``noisy`` (Hopper: the seeds are the noise, no
-evaluation-side lever can reach 10), 2-14 on TLA (the episodes are the noise there: with 32 start states
-TLA needed 10.6 seeds for 10% between losses that train in one run, at about 3.6 min per loss loaded). Seed
-soups at lr 1e-4 under the mean rule on averaged weights cut ``mixed``'s count 36 -> 12 and 51 -> 19 in two runs,
-but rank its zoo unlike this preset (rho 0.27-0.36). Averaged weights at 4 late checkpoints
-(``final:ema=0.995:checkpoints=4``; benchmarks/RESULTS.md "Averaged weights at 4 late checkpoints") are the
-replicated candidate for ``mixed``: split-half 0.93 / 0.95, 16 / 21 seeds for 10% between losses that train
-(152 / 154 for this preset on the same policies), and ``search:ema=0.995:checkpoints=4`` ranks like it with rho
-0.92-0.96; but it ranks ``mixed`` unlike this preset (rho 0.41-0.63: many losses peak mid-training and fall by
-the last step), lowers ``noisy``'s split-half (0.82 -> 0.81, 0.81 -> 0.70) and TLA's (0.80 against 0.88), so
-the preset stays.
-Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on
-seeds 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on
-what selected it."""
+                                  "first_seed": 100, "episodes": 16, "eval_seed": 10_000, "action": "greedy",
+                                  "sampling": "epochs", "ema": 0.995, "checkpoints": 4}
+"""``final``, the protocol that reports a loss (``symloss eval``, paper_repro, a search's confirmation): 600 Adam
+steps x 64 pairs at lr 3e-4 with clipping 1.0, minibatches in **shuffled epochs** (``sampling``: every pair seen
+7 or 8 times, the seeds differ only in order), scored by the greedy bins of the **averaged weights** (``ema`` 0.995)
+at **4 late checkpoints** (steps 375, 450, 525, 600; the score is the mean of the four), 10 seeds x 16 start states.
+
+Why (issue 12; benchmarks/RESULTS.md "Shuffled epochs", 21 zoo losses, 8 fresh seeds x 16 fresh start states per
+run, two disjoint runs per dataset; the figures are split-half rank reliability and the seeds a 10% difference
+between two losses that train needs, median over the losses that move more than 10% from the untrained reference):
+
+- Hopper ``mixed``: 0.96 / 0.92 and 11.5 / 11.8 seeds (32 start states would give 10.0 / 10.6, projected); the
+  previous ``final`` (greedy bins of the last weights, minibatches with replacement) on the same start states:
+  0.86 / 0.79 and 152 / 154 seeds; averaged late checkpoints with replacement: 0.93 / 0.95 and 16 / 21.
+- Hopper ``noisy``: 0.91 / 0.96 and 6.5 / 1.7 seeds; the previous ``final``: 0.81-0.82 and 73-101; averaged late
+  checkpoints with replacement: 0.70-0.81 and 40-85 (why they were not adopted before).
+- TLA ``noisy``: see benchmarks/RESULTS.md (one run).
+- Shuffled epochs change the noise, not the ranking: the zoo's means under the same rule agree with the runs
+  with replacement (rho 0.95-0.97 on ``mixed``, 0.87-0.93 on ``noisy``), and the two epoch runs agree with each
+  other (0.98 / 0.97). The rule ranks ``mixed`` unlike the last weights' greedy return (rho 0.45-0.61): many
+  losses peak mid-training and fall by step 600 at a seed-dependent time, and this rule scores the averaged
+  policy over the second half of training, so on ``mixed`` "better" now means better over the second half.
+- Cost on the 2-core CPU, one thread beside other jobs: 36-62 s of training and 12-20 s of scoring per loss for
+  8 seeds, so about 1-1.5 min for 10 seeds (target <= 3 min).
+
+Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on seeds
+0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on what
+selected it. The studies that led here (action rules, batch size, learning rate, seed soups, more start states)
+are in benchmarks/RESULTS.md, "Protocol reliability"."""
 
 
 STORED_BEFORE: dict[str, Any] = {"ema": None, "checkpoints": 1, "soup": 1, "sampling": "replacement"}
@@ -111,10 +102,11 @@ def deprecated(name: str) -> Any:
 class TrainConfig:
     """A training protocol: hyperparameters of :class:`~symloss.train.PopulationTrainer` and of scoring.
 
-    The defaults are the ``search`` preset; :meth:`preset` gives any of :data:`PROTOCOLS` with overrides.
-    Seeds: every member starts exactly at the SFT reference; seed s only sets the minibatches, drawn from
-    ``torch.Generator().manual_seed(s)`` with replacement or in shuffled epochs (``sampling``). All candidates with the same seed see
-    the same minibatches (common random numbers), so differences between candidates are not data noise.
+    The defaults train at the ``search`` budget and score plainly (last weights, minibatches with replacement);
+    :meth:`preset` gives any of :data:`PROTOCOLS` with overrides. Seeds: every member starts exactly at the SFT
+    reference; seed s only sets the minibatches, drawn from ``torch.Generator().manual_seed(s)`` with replacement
+    or in shuffled epochs (``sampling``). All candidates with the same seed see the same minibatches (common
+    random numbers), so differences between candidates are not data noise.
     """
 
     steps: int = SEARCH_PROTOCOL["steps"]
@@ -236,13 +228,18 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, name: str, *, device_here: bool = True, **overrides: Any) -> TrainConfig:
-        """The protocol ``PROTOCOLS[name]`` with ``overrides`` (TrainConfig fields) applied, checked."""
+        """The protocol ``PROTOCOLS[name]`` with ``overrides`` (TrainConfig fields) applied, checked. A preset's
+        late checkpoints shrink to fit a shorter training given as ``steps`` (K = min(K, steps // 2), at least 1)
+        unless ``checkpoints`` is given too."""
         check_choice("protocol", name, PROTOCOLS)
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown TrainConfig field{did_you_mean(unknown[0], known)}")
-        return replace(PROTOCOLS[name], device_here=device_here, **overrides)
+        base, steps = PROTOCOLS[name], overrides.get("steps")
+        if "checkpoints" not in overrides and isinstance(steps, int) and steps >= 1:
+            overrides["checkpoints"] = min(base.checkpoints, max(1, steps // 2))  # a short training: fewer fit
+        return replace(base, device_here=device_here, **overrides)
 
     @classmethod
     def from_spec(cls, text: str, *, device_here: bool = True, **overrides: Any) -> TrainConfig:
@@ -309,5 +306,5 @@ def _spec_value(text: str) -> Any:
     return text
 
 
-PROTOCOLS: dict[str, TrainConfig] = {"search": TrainConfig(), "final": TrainConfig(**FINAL_PROTOCOL)}
+PROTOCOLS: dict[str, TrainConfig] = {"search": TrainConfig(**SEARCH_PROTOCOL), "final": TrainConfig(**FINAL_PROTOCOL)}
 """The named training protocols (see :data:`SEARCH_PROTOCOL` and :data:`FINAL_PROTOCOL` for their reasons)."""
