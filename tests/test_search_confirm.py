@@ -218,6 +218,11 @@ def test_report_has_the_setting_the_table_one_verdict_line_and_the_plot(tmp_path
     assert path.name == "report.md" and (tmp_path / "confirm.png").read_bytes()[:4] == b"\x89PNG"
     assert "hopper/noisy" in text and "protocol `final`" in text and "Training seeds 100..109 (10)" in text
     assert "reset(seed=10000) .. reset(seed=10015)" in text and "Held out: none of these seeds" in text
+    assert ("at lr 0.0003 (minibatches in shuffled epochs), fitness `return` with `greedy` actions of the averaged "
+            "weights (ema 0.995), mean over 4 checkpoints at steps 375, 450, 525, 600.") in text
+    plain = write_report(tmp_path, confirmation, config=SearchConfig(confirm_protocol="final:ema=none:checkpoints=1:"
+                                                                                       "sampling=replacement"))
+    assert "(minibatches drawn with replacement)" in plain.read_text() and "actions of the last weights." in plain.read_text()
     assert "which favours the baseline): a WIN is a conservative claim" in text
     assert "| " + " | ".join(TABLE_COLUMNS) + " |" in text and "search fitness (not a result)" in text
     assert "| symloss_found m(u) = -log(-u) | discovered | 1500 ± 20 (rung 1, 6 seeds) |" in text

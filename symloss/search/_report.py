@@ -101,6 +101,20 @@ def power_note(verdict: Verdict) -> str:
             f"{verdict.n} seeds needs about {verdict.seeds_needed} seeds to be resolved: {formula}.")
 
 
+def _stream(protocol: TrainConfig) -> str:
+    """How the protocol draws minibatches, in words."""
+    return "minibatches in shuffled epochs" if protocol.sampling == "epochs" else "minibatches drawn with replacement"
+
+
+def _scored(protocol: TrainConfig) -> str:
+    """Which weights the protocol scores, in words: the last or averaged weights, at one or K late checkpoints."""
+    weights = "the last weights" if protocol.ema is None else f"the averaged weights (ema {protocol.ema:g})"
+    if protocol.checkpoints > 1:
+        weights += f", mean over {protocol.checkpoints} checkpoints at steps " + ", ".join(
+            str(k) for k in protocol.checkpoint_steps)
+    return weights + ("" if protocol.soup == 1 else f", seed soups of {protocol.soup}")
+
+
 def _setting(config: SearchConfig, confirmation: Confirmation) -> list[str]:
     protocol = config.confirmation_protocol()
     seeds = protocol.seed_list
@@ -109,8 +123,8 @@ def _setting(config: SearchConfig, confirmation: Confirmation) -> list[str]:
     data = f"{config.env}/{config.dataset}" + ("" if config.n_pairs is None else f" (n_pairs={config.n_pairs})")
     return [
         f"- Benchmark: {data}; protocol `{confirmation.protocol_text}`: {protocol.steps} steps x "
-        f"{protocol.batch_size} pairs at lr {protocol.lr:g}, fitness `{protocol.fitness}` with `{protocol.action}` "
-        "actions.",
+        f"{protocol.batch_size} pairs at lr {protocol.lr:g} ({_stream(protocol)}), fitness `{protocol.fitness}` "
+        f"with `{protocol.action}` actions of {_scored(protocol)}.",
         f"- Training seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}), evaluation episodes from {starts} "
         f"({protocol.episodes} per policy), the same for every loss (paired).",
         "- Held out: none of these seeds or start states was used by any rung of the search (the search's config "
