@@ -60,14 +60,19 @@ between two losses that train needs, median over the losses that move more than 
   0.86 / 0.79 and 152 / 154 seeds; averaged late checkpoints with replacement: 0.93 / 0.95 and 16 / 21.
 - Hopper ``noisy``: 0.91 / 0.96 and 6.5 / 1.7 seeds; the previous ``final``: 0.81-0.82 and 73-101; averaged late
   checkpoints with replacement: 0.70-0.81 and 40-85 (why they were not adopted before).
-- TLA ``noisy``: see benchmarks/RESULTS.md (one run).
+- TLA ``noisy`` (one run, the stored runs' reference and start states): 0.89 and 4.5 seeds; averaged late
+  checkpoints with replacement gave 0.80 and 16, the previous ``final`` 0.87-0.88 and 15-32.
+- A control with replacement on the same references, seeds and start states: 18.7 (``mixed``) and 23.5
+  (``noisy``) seeds against 11.5 and 6.5 in shuffled epochs. On Hopper ``clean`` epochs gave no gain (median sd over
+  seeds 143 against 145): clean labels have no flipped pairs for a seed to reweight.
 - Shuffled epochs change the noise, not the ranking: the zoo's means under the same rule agree with the runs
   with replacement (rho 0.95-0.97 on ``mixed``, 0.87-0.93 on ``noisy``), and the two epoch runs agree with each
   other (0.98 / 0.97). The rule ranks ``mixed`` unlike the last weights' greedy return (rho 0.45-0.61): many
   losses peak mid-training and fall by step 600 at a seed-dependent time, and this rule scores the averaged
   policy over the second half of training, so on ``mixed`` "better" now means better over the second half.
 - Cost on the 2-core CPU, one thread beside other jobs: 36-62 s of training and 12-20 s of scoring per loss for
-  8 seeds, so about 1-1.5 min for 10 seeds (target <= 3 min).
+  8 seeds on Hopper, so about 1-1.5 min for 10 seeds (target <= 3 min); on TLA 104 s + 134 s for 8 seeds under
+  heavy load, about 5 min for 10 seeds (2.9 min measured earlier with less load): over the target.
 
 Its training seeds (100..109) and start states (``reset(seed=10000 + e)``) are fresh: a search trains on seeds
 0.. and evaluates from ``reset(seed=search seed + e)``, so a candidate the search selected is not scored on what
