@@ -125,10 +125,11 @@ class TrainConfig:
     episodes: int = SEARCH_PROTOCOL["episodes"]
     """E, evaluation episodes per member for the ``return`` fitness; >= 1."""
     sampling: Literal["replacement", "epochs"] = "replacement"
-    """How a seed draws its minibatches (``symloss.train._sampler``): ``replacement`` (the presets), B pairs
-    uniformly with replacement at every step, so in T steps pair i is seen Binomial(T B, 1/n) times (a randomly
-    reweighted dataset per seed); ``epochs``, consecutive slices of a stream of random permutations of the n
-    pairs, so every pair is seen floor(T B / n) or one more time and seeds differ only in the order."""
+    """How a seed draws its minibatches (``symloss.train._sampler``): ``replacement`` (this default, and every run
+    before 2026-12-07), B pairs uniformly with replacement at every step, so in T steps pair i is seen
+    Binomial(T B, 1/n) times (a randomly reweighted dataset per seed); ``epochs`` (the presets), consecutive slices
+    of a stream of random permutations of the n pairs, so every pair is seen floor(T B / n) or one more time and
+    seeds differ only in the order."""
     lr: float = SEARCH_PROTOCOL["lr"]
     """Adam learning rate; > 0."""
     betas: tuple[float, float] = (0.9, 0.999)
