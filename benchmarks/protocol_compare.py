@@ -32,6 +32,7 @@ import argparse
 import gzip
 import json
 import math
+import re
 import sys
 import warnings
 from itertools import combinations
@@ -81,6 +82,32 @@ def first_states(run: dict, n: int, label: str) -> dict:
     return {**run, "final": final}
 
 
+def thin_checkpoints(run: dict, every: int, label: str) -> dict:
+    """The run with, for every average over K stored checkpoints (``greedy+ema@avg8``), the average over every
+    ``every``-th of them counted back from the last one too (``greedy+ema@avg4of8``: steps 378, 452, 526, 600 of
+    341, 378, ..., 600): what the same trainings score with K / ``every`` checkpoints, on the same start states.
+    One clear line if ``every`` does not divide a K or no rule averages checkpoints."""
+    final = dict(run["final"])
+    for rule in run["final"]:
+        match = re.fullmatch(r"(.+)@avg(\d+)(~soup\d+)?", rule)
+        if match is None:
+            continue
+        head, k, tail = match.group(1), int(match.group(2)), match.group(3) or ""
+        steps = sorted(int(m.group(1)) for key in run["final"]
+                       if (m := re.fullmatch(re.escape(head) + r"@(\d+)" + re.escape(tail), key)))
+        parts = [f"{head}@{step}{tail}" for step in steps] + [head + tail]
+        if len(parts) != k or every < 2 or k % every:
+            raise SystemExit(f"error: --thin {every}: run {label!r} rule {rule!r} averages {k} checkpoints "
+                             f"({len(parts)} stored); give a divisor of {k} that is >= 2")
+        kept = parts[::-1][::every]
+        stacked = np.mean([np.asarray(run["final"][p]["returns"], dtype=float) for p in kept], axis=0)
+        final[f"{head}@avg{k // every}of{k}{tail}"] = {**run["final"][rule], "returns": stacked}
+    if len(final) == len(run["final"]):
+        raise SystemExit(f"error: --thin {every}: run {label!r} stores no average over checkpoints; run "
+                         "protocol_reliability with a protocol of checkpoints=K")
+    return {**run, "final": final}
+
+
 def returns_of(run: dict, rule: str, names: list[str]) -> np.ndarray:
     """The run's per-episode returns ``[P, S, E]`` under ``rule``, rows in the order of ``names``."""
     r = np.asarray(run["final"][rule]["returns"], dtype=float)
@@ -98,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-states", type=int, default=None, metavar="N",
                         help="use only each run's first N start states (compare a run with many start states to "
                              "runs with fewer on equal footing, or check the --states projection against it)")
+    parser.add_argument("--thin", type=int, default=None, metavar="J",
+                        help="also score every J-th of a run's K late checkpoints, counted back from the last "
+                             "(rule@avg{K/J}of{K}): fewer checkpoints on the same trainings and start states")
     parser.add_argument("--subset", type=int, default=None, metavar="K",
                         help="also rank each run's loss means from K of its seeds on half its start states against "
                              "the other seeds on the other half (an in-run fidelity: the same training on K seeds)")
@@ -109,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("error: two runs share a label; name them LABEL=PATH")
     if args.first_states is not None:
         runs = {label: first_states(run, args.first_states, label) for label, run in runs.items()}
+    if args.thin is not None:
+        runs = {label: thin_checkpoints(run, args.thin, label) for label, run in runs.items()}
     names = common_losses(runs, args.zoo_only)
     if len(names) < 3:
         raise SystemExit(f"error: the runs share {len(names)} losses; at least 3 are needed to rank (run them on "

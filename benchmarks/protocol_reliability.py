@@ -340,6 +340,9 @@ def main() -> None:
                         help="score only the weights the protocol reports (not the last ones beside ema=d; with "
                              "--soups or the protocol's soup, only the soups): for TLA, where scoring costs as much "
                              "as training")
+    parser.add_argument("--losses", type=int, default=None,
+                        help="train only the first N losses of the zoo and maps: a cost probe on a quiet machine "
+                             "(a split-half needs the whole set)")
     parser.add_argument("--json", default=None, help="write every per-episode return here")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
@@ -359,6 +362,10 @@ def main() -> None:
     u_range = data_u_ranges(data.train, "sequence")["mirror"]
     maps_seed = args.seed0 if args.maps_seed is None else args.maps_seed
     losses = zoo_losses(args.quick) + random_valid_maps(args.random_maps, u_range, seed=maps_seed)
+    if args.losses is not None:
+        if not 3 <= args.losses <= len(losses):
+            sys.exit(f"--losses {args.losses}: give 3 to {len(losses)} (a rank correlation needs at least 3 losses)")
+        losses = losses[:args.losses]
     names = [name for name, _ in losses]
     actions = args.actions.split(",")
     print(f"{args.env}/{args.dataset}: {len(losses)} losses, protocol {args.protocol!r} "

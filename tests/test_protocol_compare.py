@@ -213,3 +213,26 @@ def test_compare_prints_the_subset_fidelity(tmp_path, capsys):
     assert "2 seeds vs the rest, rho (mean, p10)" in out
     compare.main([a, "--subset", "6"])  # no seed left for the rest
     assert out.splitlines()[4].count("|") == capsys.readouterr().out.splitlines()[4].count("|")
+
+
+def test_thin_averages_every_other_checkpoint_counted_back_from_the_last(tmp_path):
+    """``--thin 2`` on a run with 4 checkpoints (@150, @300, @450 and the last, 600) averages @300 and 600."""
+    rng = np.random.default_rng(3)
+    names = ["dpo", "ipo", "orpo"]
+    parts = {rule: rng.normal(500, 100, (3, 4, 2)) for rule in ("g@150", "g@300", "g@450", "g")}
+    final = {rule: {"returns": r.tolist(), "reference": 100.0} for rule, r in parts.items()}
+    final["g@avg4"] = {"returns": np.mean(list(parts.values()), axis=0).tolist(), "reference": 100.0}
+    final["g~soup2@avg4"] = {"returns": final["g@avg4"]["returns"], "reference": 100.0}  # no soup checkpoints: refused
+    run = {"names": names, "final": {k: v for k, v in final.items() if "~" not in k}}
+    thinned = compare.thin_checkpoints(run, 2, "a")
+    assert set(thinned["final"]) == set(run["final"]) | {"g@avg2of4"}
+    np.testing.assert_allclose(thinned["final"]["g@avg2of4"]["returns"], (parts["g@300"] + parts["g"]) / 2)
+    np.testing.assert_allclose(compare.thin_checkpoints(run, 4, "a")["final"]["g@avg1of4"]["returns"], parts["g"])
+    with pytest.raises(SystemExit, match="--thin 3: run 'a' rule 'g@avg4' averages 4 checkpoints"):
+        compare.thin_checkpoints(run, 3, "a")
+    with pytest.raises(SystemExit, match="--thin 2: run 'a' rule 'g~soup2@avg4' averages 4 checkpoints \\(1 stored\\)"):
+        compare.thin_checkpoints({"names": names, "final": final}, 2, "a")
+    path = tmp_path / "plain.json"
+    write_run(path, names, parts["g"])
+    with pytest.raises(SystemExit, match="run 'p' stores no average over checkpoints"):
+        compare.main([f"p={path}", "--thin", "2"])

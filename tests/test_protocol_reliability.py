@@ -90,6 +90,15 @@ def test_protocol_reliability_soups_of_checkpoints(tmp_path):
     assert set(scored) == {"greedy+ema", "greedy+ema@4", "greedy+ema@avg2", "greedy+ema@mix2"}
     np.testing.assert_array_equal(np.array(scored["greedy+ema@avg2"]["returns"]),
                                   np.array(final["greedy+ema@avg2"]["returns"]))
+    probe = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
+                            "--fidelities", "", "--losses", "3", "--json", str(tmp_path / "p.json")],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-2000:]  # a cost probe: only the first 3 losses are trained
+    study = json.loads((tmp_path / "p.json").read_text())
+    assert len(study["names"]) == 3 and np.array(study["final"]["greedy"]["returns"]).shape[0] == 3
+    few = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
+                          "--losses", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert few.returncode != 0 and "--losses 2: give 3 to" in few.stderr and "Traceback" not in few.stderr
 
 
 def test_soup_rule_names():
