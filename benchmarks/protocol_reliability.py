@@ -44,7 +44,7 @@ from scipy import stats
 from symloss import bench
 from symloss.expr import check_mirror, compile_expr, make_pset, tree_to_sympy
 from symloss.objectives import LOSSES, MirrorLoss
-from symloss.train import PopulationTrainer, TrainConfig, data_u_ranges, seed_soup
+from symloss.train import PopulationTrainer, TrainConfig, data_u_ranges, data_u_samples, seed_soup
 
 Z2 = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) ** 2
 
@@ -78,13 +78,22 @@ def zoo_losses(quick: bool) -> list[tuple[str, MirrorLoss]]:
 
 
 def random_valid_maps(n: int, u_range: tuple[float, float], *, seed: int, beta: float = 0.1,
-                      attempts: int = 4000) -> list[tuple[str, MirrorLoss]]:
-    """``n`` random mirror maps (DEAP trees, depth 1-4) valid on ``u_range`` and distinct in shape there."""
+                      u_data: torch.Tensor | None = None, attempts: int = 4000) -> list[tuple[str, MirrorLoss]]:
+    """``n`` random mirror maps (DEAP trees, depth 1-4) valid on ``u_range`` and distinct in shape.
+
+    Shapes are compared on 64 points: the quantiles (0.5% .. 99.5%) of ``u_data`` (the data's own u, from
+    :func:`~symloss.train.data_u_samples`) when given, else a grid over ``u_range``. A map is skipped when it is
+    flat there (its spread is below 1e-6 of its size, or 1e-9: it never moves the policy, e.g. m = e^{u/2} at
+    u ~ -100) or has the shape of another map up to constant and scale, DPO's m(u) = u included (another DPO beta,
+    or m = logsigmoid(u), which is u in float32 at such u)."""
     pset = make_pset("mirror")
     rng_state = random.getstate()
     random.seed(seed)
-    grid = torch.linspace(u_range[0], u_range[1], 64, dtype=torch.float64)
-    out, shapes = [], []
+    if u_data is None:
+        grid = torch.linspace(u_range[0], u_range[1], 64, dtype=torch.float64)
+    else:
+        grid = torch.quantile(u_data.double().flatten(), torch.linspace(0.005, 0.995, 64, dtype=torch.float64))
+    out, shapes = [], [(grid - grid.mean()) / grid.std()]  # DPO's m(u) = u: a random map must differ from it
     try:
         for _ in range(attempts):
             if len(out) >= n:
@@ -98,9 +107,11 @@ def random_valid_maps(n: int, u_range: tuple[float, float], *, seed: int, beta: 
             except Exception:  # noqa: BLE001 (a rejected random tree is skipped)
                 continue
             values = compile_expr(loss.mirror, ["u"])(grid).detach().double()
-            spread = values.std()
-            if not torch.isfinite(values).all() or spread < 1e-9:
+            if not torch.isfinite(values).all():
                 continue
+            spread = values.std()
+            if spread < max(1e-9, 1e-6 * float(values.abs().max())):
+                continue  # flat where it is compared: on the data's u, it would not train
             shape = (values - values.mean()) / spread
             if any(float((shape - s).abs().max()) < 0.05 for s in shapes):
                 continue  # the same map up to constant and scale (e.g. another DPO beta)
@@ -361,7 +372,8 @@ def main() -> None:
     data = PopulationTrainer(protocol).prepare(ds, spec, reference)
     u_range = data_u_ranges(data.train, "sequence")["mirror"]
     maps_seed = args.seed0 if args.maps_seed is None else args.maps_seed
-    losses = zoo_losses(args.quick) + random_valid_maps(args.random_maps, u_range, seed=maps_seed)
+    losses = zoo_losses(args.quick) + random_valid_maps(args.random_maps, u_range, seed=maps_seed,
+                                                        u_data=data_u_samples(data.train, "sequence")["mirror"])
     if args.losses is not None:
         if not 3 <= args.losses <= len(losses):
             sys.exit(f"--losses {args.losses}: give 3 to {len(losses)} (a rank correlation needs at least 3 losses)")

@@ -124,3 +124,47 @@ def test_protocol_reliability_scores_seed_soups(tmp_path):
     assert per_seed.shape[1] == 4 and soups.shape[1] == 2 and soups.shape[::2] == per_seed.shape[::2]
     assert study["final"]["greedy~soup2"]["seeds_per_unit"] == 2
     assert "| greedy~soup2 |" in out.stdout
+
+
+def test_random_maps_are_neither_flat_nor_dpo_where_the_data_lie():
+    """Compared on the data's own u (far below 0 here), no map is flat there (it would never train) and none has
+    DPO's shape m(u) = u up to constant and scale; without the data's u, such maps are drawn for this seed."""
+    import torch
+
+    from symloss.expr import compile_expr
+
+    module = _module()
+    u_range, u_data = (-550.0, -1e-4), torch.linspace(-300.0, -60.0, 2000)
+    grid = torch.quantile(u_data.double(), torch.linspace(0.005, 0.995, 64, dtype=torch.float64))
+    identity = (grid - grid.mean()) / grid.std()
+
+    def degenerate(loss):
+        values = compile_expr(loss.mirror, ["u"])(grid).detach().double()
+        spread = values.std()
+        if spread < max(1e-9, 1e-6 * float(values.abs().max())):
+            return True
+        return float(((values - values.mean()) / spread - identity).abs().max()) < 0.05
+
+    maps = module.random_valid_maps(12, u_range, seed=54000, u_data=u_data)
+    assert len(maps) == 12 and len({name for name, _ in maps}) == 12
+    assert not any(degenerate(loss) for _, loss in maps)
+    unchecked = module.random_valid_maps(12, u_range, seed=54000)
+    assert any(degenerate(loss) for _, loss in unchecked)  # the run of seed 54000 drew such maps
+
+
+def test_data_u_samples_are_what_the_ranges_are_read_from():
+    import torch
+
+    from symloss.train import data_u_ranges, data_u_samples
+
+    torch.manual_seed(0)
+    logps = {side: -torch.rand(50, 3) * 40 for side in ("chosen", "rejected")}
+    masks = {side: torch.ones(50, 3) for side in logps}
+    masks["rejected"][:, 2] = 0
+    train = {**{f"ref_{s}_logps": v for s, v in logps.items()}, **{f"{s}_mask": m for s, m in masks.items()}}
+    samples = data_u_samples(train, "sequence")
+    torch.testing.assert_close(samples["mirror"], torch.cat([logps["chosen"].sum(1), logps["rejected"][:, :2].sum(1)]))
+    torch.testing.assert_close(samples["imitation"], logps["chosen"].sum(1))
+    assert data_u_samples(train, "token")["mirror"].numel() == 50 * 3 + 50 * 2
+    ranges = data_u_ranges(train, "sequence")
+    assert ranges["mirror"][0] < float(samples["mirror"].min()) and ranges["mirror"][1] <= -1e-4

@@ -24,7 +24,7 @@ other processes leave CPUs free (``TrainConfig.threads`` fixes it) and denormals
 from typing import Any
 
 from symloss.train import _config
-from symloss.train._benchmark import BenchmarkFitness, data_u_ranges
+from symloss.train._benchmark import BenchmarkFitness, data_u_ranges, data_u_samples
 from symloss.train._config import (
     FINAL_PROTOCOL,
     FITNESS_NAMES,
@@ -52,7 +52,8 @@ from symloss.train._soup import seed_soup
 __all__ = [
     "FINAL_PROTOCOL", "FITNESS", "FITNESS_NAMES", "FRAME_COLUMNS", "PROTOCOLS", "SEARCH_PROTOCOL", "STORED_BEFORE",
     "AdamState", "BenchmarkFitness", "FitnessContext", "FitnessFn", "PopulationResult", "PopulationTrainer",
-    "PreferenceData", "TrainConfig", "adam_init", "adam_step_", "clip_grads_", "data_u_ranges", "expert_loglik", "holdout_accuracy",
+    "PreferenceData", "TrainConfig", "adam_init", "adam_step_", "clip_grads_", "data_u_ranges", "data_u_samples",
+    "expert_loglik", "holdout_accuracy",
     "member_bytes", "member_grad_norm", "offline_fitness", "prepare_data", "random_pair_tensors",
     "reference_logps", "return_fitness", "seed_soup", "train_single",
 ]

@@ -144,6 +144,15 @@ def data_u_ranges(train: Mapping[str, torch.Tensor], aggregation: str, *,
     [0.1%, 99.9%] quantile interval widened by half its width on each side (training moves u away from the
     reference), its upper end capped at -1e-4 (u < 0), rounded outward to 3 significant digits.
     """
+    samples = data_u_samples(train, aggregation)
+    return {slot: _widened(values, widen) for slot, values in samples.items()}
+
+
+def data_u_samples(train: Mapping[str, torch.Tensor], aggregation: str) -> dict[str, torch.Tensor]:
+    """Every u the reference gives the training pairs, as :func:`data_u_ranges` reads them: ``mirror`` (m's
+    arguments from both responses: per-token log-probs for ``token`` aggregation, else the aggregated u) and
+    ``imitation`` (the chosen responses' aggregated log-prob). Where the data's u actually lie, not the widened
+    interval a candidate must be valid on: a map can be valid on the interval and flat where the data are."""
     how = "mean" if aggregation == "mean" else "sequence"
     masks = {side: train[f"{side}_mask"] for side in ("chosen", "rejected")}
     logps = {side: train[f"ref_{side}_logps"] for side in masks}
@@ -151,5 +160,4 @@ def data_u_ranges(train: Mapping[str, torch.Tensor], aggregation: str, *,
         mirror_u = torch.cat([logps[side][masks[side].bool()] for side in masks])
     else:
         mirror_u = torch.cat([aggregate(logps[side], masks[side], how) for side in masks])
-    chosen_u = aggregate(logps["chosen"], masks["chosen"], how)
-    return {"mirror": _widened(mirror_u, widen), "imitation": _widened(chosen_u, widen)}
+    return {"mirror": mirror_u, "imitation": aggregate(logps["chosen"], masks["chosen"], how)}
