@@ -145,7 +145,8 @@ def note_scored(rule: str, seconds: float) -> None:
 
 def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds: list[int],
                     actions: list[str], episodes: int, eval_seed: int,
-                    soups: tuple[int, ...] = (), scored_only: bool = False) -> dict[str, Scores]:
+                    soups: tuple[int, ...] = (), scored_only: bool = False,
+                    per_seed_states: bool = False) -> dict[str, Scores]:
     """Train ``losses x seeds`` once, then score the policies under every action rule on the same episodes.
 
     With ``protocol.ema`` set, both weights of each trained policy are scored: the last ones under the rule's
@@ -158,7 +159,9 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     averages (``greedy+ema~soupG@avgK``: what ``TrainConfig(soup=G, checkpoints=K)`` scores, and ``@mixK``).
     ``scored_only``: score only the weights the protocol reports: not the last weights when ``ema`` is set, and
     with ``soups`` not each seed either (only the soups of the scored weights, 1/G of the scoring); for
-    environments such as TLA where scoring costs as much as training."""
+    environments such as TLA where scoring costs as much as training. ``per_seed_states``: row k of every loss
+    (its k-th seed, or soup) plays its own E start states (:func:`~symloss.bench.per_seed_starts`) instead of
+    every row the same E."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
     result = trainer.fit(losses, data, seeds=seeds, progress=True)  # a bar on stderr: the runs last an hour
@@ -173,8 +176,10 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
 
     def score(rule: str, params: dict[str, torch.Tensor], action: str, rows: int) -> None:
         start = time.perf_counter()
+        starts = (bench.per_seed_starts(eval_seed, np.tile(np.arange(rows), len(losses)), episodes)
+                  if per_seed_states else None)
         r = bench.episode_returns(data.spec, params, data.env, episodes=episodes, seed=eval_seed,
-                                  action=action, temperature=protocol.temperature)
+                                  action=action, temperature=protocol.temperature, starts=starts)
         out[rule] = Scores(np.asarray(r).reshape(len(losses), rows, episodes), train_s, time.perf_counter() - start)
         note_scored(rule, out[rule].eval_s)
 
@@ -238,9 +243,48 @@ def components(r: np.ndarray) -> dict[str, float]:
     return {"seed": max(0.0, (ms_seed - ms_res) / e), "state": max(0.0, (ms_state - ms_res) / s), "res": ms_res}
 
 
+def g_study(r: np.ndarray) -> dict[str, float]:
+    """Variance components of loss means from ``R[p, s, e]`` (losses x seeds x start states, one return each):
+    the random-effects ANOVA of a fully crossed p x s x e layout, negative estimates set to 0.
+
+    ``p``: between losses (the signal); ``ps``: loss x seed (training chaos a loss's mean keeps); ``pe``: loss x
+    start state; ``pse``: the residual. Seed and state main effects are common to every loss and leave the
+    ranking alone, so they are not returned. From the mean squares MS_x:
+    sigma^2_pse = MS_pse, sigma^2_ps = (MS_ps - MS_pse) / E, sigma^2_pe = (MS_pe - MS_pse) / S,
+    sigma^2_p = (MS_p - MS_ps - MS_pe + MS_pse) / (S E). With start states drawn per seed (``--states per-seed``)
+    the state index carries no shared state, so ``pe`` comes out near 0 and its share lands in ``pse``."""
+    p, s, e = r.shape
+    if min(p, s, e) < 2:
+        raise ValueError(f"returns: shape {r.shape}; a g-study needs >= 2 losses, seeds and start states")
+    grand = r.mean()
+    yp, ys, ye = r.mean((1, 2)), r.mean((0, 2)), r.mean((0, 1))
+    yps, ype, yse = r.mean(2), r.mean(1), r.mean(0)
+    ms_p = s * e * ((yp - grand) ** 2).sum() / (p - 1)
+    ms_ps = e * ((yps - yp[:, None] - ys[None, :] + grand) ** 2).sum() / ((p - 1) * (s - 1))
+    ms_pe = s * ((ype - yp[:, None] - ye[None, :] + grand) ** 2).sum() / ((p - 1) * (e - 1))
+    resid = (r - yps[:, :, None] - ype[:, None, :] - yse[None] + yp[:, None, None] + ys[None, :, None]
+             + ye[None, None, :] - grand)
+    ms_pse = (resid ** 2).sum() / ((p - 1) * (s - 1) * (e - 1))
+    return {"p": max(0.0, (ms_p - ms_ps - ms_pe + ms_pse) / (s * e)), "ps": max(0.0, (ms_ps - ms_pse) / e),
+            "pe": max(0.0, (ms_pe - ms_pse) / s), "pse": float(ms_pse)}
+
+
+def g_coefficient(v: dict[str, float], seeds: int, states: int, *, per_seed: bool = False) -> float:
+    """Reliability of a run's loss means (the share of their spread that is between losses) at ``seeds`` x
+    ``states``, from :func:`g_study`'s components ``v``:
+    G = sigma^2_p / (sigma^2_p + sigma^2_ps / S + sigma^2_pe / E + sigma^2_pse / (S E)) with states shared, and
+    G = sigma^2_p / (sigma^2_p + sigma^2_ps / S + (sigma^2_pe + sigma^2_pse) / (S E)) with states drawn per seed.
+    It is the expected Pearson correlation of two such runs' loss means; a rank correlation falls below it
+    when losses bunch (near-ties reorder)."""
+    state_part = (v["pe"] + v["pse"]) / (seeds * states) if per_seed else v["pe"] / states + v["pse"] / (seeds * states)
+    error = v["ps"] / seeds + state_part
+    return v["p"] / (v["p"] + error) if v["p"] + error > 0 else math.nan
+
+
 def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100,
-               subset: int | None = None) -> tuple[float, float]:
-    """Mean and 10th percentile of Spearman rho between loss means on disjoint seed and episode halves.
+               subset: int | None = None, pearson: bool = False) -> tuple[float, float]:
+    """Mean and 10th percentile of Spearman rho (``pearson``: Pearson r) between loss means on disjoint seed and
+    episode halves.
 
     With ``subset = k``: the first part is k seeds and the other all S - k seeds (each on its own half of the
     start states): how a k-seed protocol with the same training ranks against the rest (an in-run fidelity)."""
@@ -251,7 +295,8 @@ def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100,
         seeds, eps = rng.permutation(s), rng.permutation(e)
         a = r[:, seeds[:cut]][:, :, eps[:e // 2]].mean((1, 2))
         b = r[:, seeds[cut:end]][:, :, eps[e // 2:2 * (e // 2)]].mean((1, 2))
-        rhos.append(stats.spearmanr(a, b).statistic)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a constant half: nan, dropped by nanmean
+            rhos.append(float(np.corrcoef(a, b)[0, 1]) if pearson else stats.spearmanr(a, b).statistic)
     return float(np.nanmean(rhos)), float(np.nanpercentile(rhos, 10))
 
 
@@ -326,6 +371,33 @@ def print_projection(final: dict[str, dict], episodes: int) -> None:
         print(f"| {rule} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
 
 
+def print_g_study(final: dict[str, Scores], report: dict[str, dict], args: argparse.Namespace,
+                  rng: np.random.Generator) -> None:
+    """Per rule: the variance components of loss means (:func:`g_study`), the reliability G of this run's size
+    and of the final protocol's 10 seeds x its start states with states shared and drawn per seed, beside the
+    measured split-half in Pearson and Spearman (Spearman below Pearson: near-ties reorder). Stored in ``report``."""
+    per_seed = args.states == "per-seed"
+    print("\n| rule | sd loss / loss x seed / loss x state / residual | G at S/2 x E/2 (split-half size): "
+          "model, Pearson, Spearman | G at S x E | G at 10 seeds: shared, per-seed states |")
+    print("|---|---|---|---|---|")
+    for rule, sc in final.items():
+        if sc.returns.shape[1] < 2 or sc.returns.shape[2] < 2:
+            continue
+        v = g_study(sc.returns)
+        s, e = sc.returns.shape[1:]
+        half = g_coefficient(v, s // 2, e // 2, per_seed=per_seed)
+        pearson = split_half(sc.returns, rng, pearson=True)[0]
+        spearman = report[rule]["split_half"][0]
+        g10 = (math.nan if per_seed else g_coefficient(v, 10, e), g_coefficient(v, 10, e, per_seed=True))
+        sds = " / ".join(f"{math.sqrt(v[k]):.0f}" for k in ("p", "ps", "pe", "pse"))
+        print(f"| {rule} | {sds} | {half:.3f}, {pearson:.3f}, {spearman:.3f} | "
+              f"{g_coefficient(v, s, e, per_seed=per_seed):.3f} | {g10[0]:.3f}, {g10[1]:.3f} |")
+        report[rule]["g_study"] = v
+    if per_seed:
+        print("(states drawn per seed: the loss x state term is not separable from the residual, so G with shared "
+              "states is not projected)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="hopper")
@@ -354,6 +426,9 @@ def main() -> None:
     parser.add_argument("--losses", type=int, default=None,
                         help="train only the first N losses of the zoo and maps: a cost probe on a quiet machine "
                              "(a split-half needs the whole set)")
+    parser.add_argument("--states", choices=("shared", "per-seed"), default="shared",
+                        help="shared: every policy plays the same E start states; per-seed: the k-th seed of every "
+                             "loss plays its own E (S x E distinct states in all, still paired across losses)")
     parser.add_argument("--json", default=None, help="write every per-episode return here")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
@@ -382,7 +457,7 @@ def main() -> None:
     actions = args.actions.split(",")
     print(f"{args.env}/{args.dataset}: {len(losses)} losses, protocol {args.protocol!r} "
           f"({protocol.steps} steps x {protocol.batch_size} pairs, lr {protocol.lr:g}), {args.seeds} seeds x "
-          f"{args.episodes} start states; data u-range [{u_range[0]:.4g}, {u_range[1]:.3g}]")
+          f"{args.episodes} start states ({args.states}); data u-range [{u_range[0]:.4g}, {u_range[1]:.3g}]")
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
     soup_sizes = tuple(int(g) for g in args.soups.split(",") if g)
     if protocol.soup > 1 and protocol.soup not in soup_sizes:  # the protocol's own soups are scored too
@@ -395,8 +470,10 @@ def main() -> None:
         sys.exit("--scored-only: this protocol scores only its last weights, which every run scores; drop the flag "
                  "or give the protocol ema=d, checkpoints=K or soup=G")
     final = train_and_score([loss for _, loss in losses], data, protocol, seeds, actions, args.episodes,
-                            args.eval_seed, soups=soup_sizes, scored_only=args.scored_only)
-    ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env, episodes=args.episodes,
+                            args.eval_seed, soups=soup_sizes, scored_only=args.scored_only,
+                            per_seed_states=args.states == "per-seed")
+    ref_states = args.episodes * (args.seeds if args.states == "per-seed" else 1)  # every state the policies play
+    ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env, episodes=ref_states,
                                                          seed=args.eval_seed, action=a,
                                                          temperature=protocol.temperature)))
                   for a in actions}
@@ -424,6 +501,7 @@ def main() -> None:
                                                                                        episodes=e)
                                                               for e in projected_states(args.episodes)}}
     print_projection(report["final"], args.episodes)
+    print_g_study(final, report["final"], args, rng)
     first = next(iter(final))  # the protocol's first scored rule: the cost and the loss table refer to it
     fid_seeds0 = args.seed0 + 1000
     for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:

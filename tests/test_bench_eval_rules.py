@@ -89,3 +89,33 @@ def test_normalised_score_maps_random_to_0_and_expert_to_100():
     assert normalised_score("hopper", 95.0) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="hoper"):
         normalised_score("hoper", 1.0)
+
+
+def test_per_seed_starts_give_each_slot_its_own_block_of_states():
+    starts = bench.per_seed_starts(100, [0, 1, 0, 1, 2], 3)
+    np.testing.assert_array_equal(starts, [[100, 101, 102], [103, 104, 105], [100, 101, 102],
+                                           [103, 104, 105], [106, 107, 108]])
+    with pytest.raises(ValueError, match="slots"):
+        bench.per_seed_starts(0, [[0, 1]], 3)
+    with pytest.raises(ValueError, match="slots"):
+        bench.per_seed_starts(0, [-1], 3)
+    with pytest.raises(ValueError, match="episodes"):
+        bench.per_seed_starts(0, [0], 0)
+
+
+def test_explicit_starts_play_each_member_from_its_own_states():
+    params = _params(2)
+    default = episode_returns(SPEC, params, "hopper", episodes=2, seed=20, threads=1)
+    same = episode_returns(SPEC, params, "hopper", episodes=2, seed=20, threads=1,
+                           starts=np.array([[20, 21], [20, 21]]))
+    np.testing.assert_array_equal(same, default)  # the shared protocol's states written out
+    later = episode_returns(SPEC, params, "hopper", episodes=2, seed=22, threads=1)
+    own = episode_returns(SPEC, params, "hopper", episodes=2, seed=20, threads=1,
+                          starts=bench.per_seed_starts(20, [0, 1], 2))
+    np.testing.assert_array_equal(own[0], default[0])  # slot 0: states 20, 21
+    np.testing.assert_array_equal(own[1], later[1])  # slot 1: states 22, 23
+    assert not np.array_equal(own[1], default[1])  # other start states, another return
+    with pytest.raises(ValueError, match="starts"):
+        episode_returns(SPEC, params, "hopper", episodes=2, starts=np.zeros((2, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match="starts"):
+        episode_returns(SPEC, params, "hopper", episodes=2, starts=np.zeros((2, 2)))  # floats are not seeds

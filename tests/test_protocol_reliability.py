@@ -168,3 +168,63 @@ def test_data_u_samples_are_what_the_ranges_are_read_from():
     assert data_u_samples(train, "token")["mirror"].numel() == 50 * 3 + 50 * 2
     ranges = data_u_ranges(train, "sequence")
     assert ranges["mirror"][0] < float(samples["mirror"].min()) and ranges["mirror"][1] <= -1e-4
+
+
+def _layout(rng, mu, s, e, sd, per_seed=False):
+    """Returns R[p, s, e] = mu_p + seed_s + state_e + (p x s) + (p x state) + residual, with the given sds; with
+    ``per_seed`` each seed plays its own states (the state effects are drawn per seed)."""
+    p = len(mu)
+    shape_e = (p, s, e) if per_seed else (p, 1, e)
+    state = rng.normal(0, 5.0, (1, s, e) if per_seed else (1, 1, e))
+    return (mu[:, None, None] + rng.normal(0, 5.0, (1, s, 1)) + state + rng.normal(0, sd["ps"], (p, s, 1))
+            + rng.normal(0, sd["pe"], shape_e) + rng.normal(0, sd["pse"], (p, s, e)))
+
+
+def test_g_study_recovers_known_variance_components():
+    pr = _module()
+    rng = np.random.default_rng(3)
+    sd = {"p": 3.0, "ps": 2.0, "pe": 1.5, "pse": 4.0}
+    r = _layout(rng, rng.normal(0, sd["p"], 80), 30, 30, sd)
+    v = pr.g_study(r)
+    for key, value in sd.items():  # the seed and state main effects (sd 5) must not leak into any component
+        assert abs(v[key] / value**2 - 1) < 0.25, (key, v[key], value**2)
+    import pytest
+
+    with pytest.raises(ValueError, match="needs >= 2"):
+        pr.g_study(r[:, :1])
+
+
+def test_g_coefficient_is_the_correlation_of_two_independent_runs():
+    """Two runs of the same losses on fresh seeds and states correlate (Pearson) as G predicts; drawing the
+    states per seed raises G when losses interact with start states."""
+    pr = _module()
+    rng = np.random.default_rng(4)
+    sd = {"p": 1.0, "ps": 2.0, "pe": 3.0, "pse": 4.0}
+    v = {k: x**2 for k, x in sd.items()}
+    mu = rng.normal(0, sd["p"], 3000)
+    for per_seed in (False, True):
+        a, b = (_layout(rng, mu, 8, 16, sd, per_seed).mean((1, 2)) for _ in range(2))
+        expected = pr.g_coefficient(v, 8, 16, per_seed=per_seed)
+        assert abs(np.corrcoef(a, b)[0, 1] - expected) < 0.03, (per_seed, np.corrcoef(a, b)[0, 1], expected)
+    assert pr.g_coefficient(v, 8, 16, per_seed=True) > pr.g_coefficient(v, 8, 16) + 0.1
+    assert pr.g_coefficient(v, 16, 16) > pr.g_coefficient(v, 8, 16)  # more seeds, more reliable
+
+
+def test_per_seed_states_give_each_seed_its_own_start_states(tmp_path):
+    """Seed 0 of every loss plays the shared protocol's states; seed 1 plays others, the same for every loss."""
+    env = {**os.environ, "SYMLOSS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
+           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    runs = {}
+    for states in ("shared", "per-seed"):
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
+                              "--actions", "greedy", "--fidelities", "", "--protocol", "final:checkpoints=1:ema=0.9",
+                              "--states", states, "--json", str(tmp_path / f"{states}.json")],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[states] = json.loads((tmp_path / f"{states}.json").read_text())
+        assert "| greedy+ema |" in out.stdout and "G at 10 seeds: shared, per-seed states" in out.stdout
+    shared, own = (np.array(runs[s]["final"]["greedy+ema"]["returns"]) for s in ("shared", "per-seed"))
+    np.testing.assert_array_equal(own[:, 0], shared[:, 0])
+    assert not np.array_equal(own[:, 1], shared[:, 1])
+    assert runs["per-seed"]["args"]["states"] == "per-seed"
+    assert "g_study" in runs["per-seed"]["final"]["greedy+ema"]

@@ -22,7 +22,7 @@ from symloss.bench._behaviour import LEVELS, POLICY_DIR, BehaviourPolicy, load_b
 from symloss.bench._config import DEFAULT_PAIRS, VARIANT_COMPONENTS, VARIANTS, BenchConfig, make_config
 from symloss.bench._dataset import build_dataset, dataset_features, dataset_hash, default_cache_dir
 from symloss.bench._envs import ENV_NAMES, EnvInfo, env_info, make_env
-from symloss.bench._evaluate import episode_returns, evaluate
+from symloss.bench._evaluate import episode_returns, evaluate, per_seed_starts
 from symloss.bench._reference import (
     REFERENCE_STEPS,
     fit_reference,
@@ -76,6 +76,7 @@ __all__ = [
     "make_config",
     "make_env",
     "pair_tensors",
+    "per_seed_starts",
     "policy_manifest",
     "reference_problem",
     "spec_for_dataset",

@@ -1,7 +1,9 @@
 """Batched evaluation of N tokenised policies x E episodes in one set of MuJoCo environments.
 
 Env (n, e) of the ``N * E`` environments runs member n's policy from Gymnasium's ``reset(seed=seed + e)``
-(the same E start states for every member: common random numbers). Each environment step is one
+(the same E start states for every member: common random numbers), or from ``reset(seed=starts[n, e])`` when
+``starts`` is given (:func:`per_seed_starts`: each training seed's members on their own block of start states,
+shared across the losses trained on that seed, so comparisons stay paired). Each environment step is one
 batched policy forward for the members that still have a running episode and one ``BatchSim.step``.
 A member's return does not depend on which other members share the batch: its policy forward is its own
 matmul (``baddbmm`` over members) and its environments have their own ``MjData``.
@@ -24,7 +26,24 @@ from symloss.bench._envs import env_info
 from symloss.bench._sim import BatchSim
 from symloss.bench._token_policy import ACTIONS, TokenPolicySpec, act
 
-__all__ = ["evaluate", "episode_returns"]
+__all__ = ["evaluate", "episode_returns", "per_seed_starts"]
+
+
+def per_seed_starts(seed: int, slots: np.ndarray | list[int], episodes: int) -> np.ndarray:
+    """Reset seeds ``[N, E]`` that give each seed slot its own block of start states.
+
+    Member n, in seed slot k_n = ``slots[n]`` (0 .. S-1: the index of its training seed in the run), plays
+    episode e from ``reset(seed = seed + k_n * E + e)``. Members of one slot (one training seed, every loss)
+    share their E start states, so losses are still compared on common states seed by seed; the S slots
+    together cover S x E distinct states ``seed .. seed + S E - 1``, of which slot 0 is the shared protocol's
+    ``seed .. seed + E - 1``. A loss's mean then averages its state-by-loss interaction over S x E states
+    instead of E."""
+    slots = np.asarray(slots, dtype=np.int64)
+    if slots.ndim != 1 or (slots < 0).any():
+        raise ValueError(f"slots: must be a 1-D list of seed indices >= 0 (got shape {slots.shape})")
+    if int(episodes) < 1:
+        raise ValueError(f"episodes={episodes!r}: must be >= 1")
+    return int(seed) + slots[:, None] * int(episodes) + np.arange(int(episodes))[None, :]
 
 
 def episode_returns(
@@ -39,8 +58,12 @@ def episode_returns(
     threads: int | None = None,
     action: str | None = None,
     temperature: float = 0.25,
+    starts: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Undiscounted returns ``[N, E]`` of every member on every episode (float64).
+
+    ``starts``: the reset seed of every member's every episode ``[N, E]`` (e.g. :func:`per_seed_starts`);
+    None: ``seed + e`` for every member. ``seed`` still seeds the ``sample`` rule's draws.
 
     ``action``: ``greedy`` (default; ``greedy=False`` means ``sample``), ``mean`` (with ``temperature`` > 0)
     or ``sample`` (module docstring).
@@ -62,8 +85,16 @@ def episode_returns(
     if not temperature > 0 or not np.isfinite(temperature):
         raise ValueError(f"temperature={temperature!r}: must be a finite number > 0")
     n = params["W0"].shape[0]
+    if starts is None:
+        resets = np.tile(seed + np.arange(episodes), n)
+    else:
+        resets = np.asarray(starts)
+        if resets.shape != (n, episodes) or not np.issubdtype(resets.dtype, np.integer):
+            raise ValueError(f"starts: shape {resets.shape} ({resets.dtype}) must be integer ({n}, {episodes}): "
+                             "one reset seed per member and episode; see per_seed_starts")
+        resets = resets.reshape(-1)
     sim = BatchSim(env, n * episodes, threads=threads)
-    obs = sim.reset(np.tile(seed + np.arange(episodes), n))
+    obs = sim.reset(resets)
     gen = torch.Generator().manual_seed(int(seed))
     dtype = params["W0"].dtype
     total = np.zeros(n * episodes)
