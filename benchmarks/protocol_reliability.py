@@ -145,8 +145,7 @@ def note_scored(rule: str, seconds: float) -> None:
 
 def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds: list[int],
                     actions: list[str], episodes: int, eval_seed: int,
-                    soups: tuple[int, ...] = (), scored_only: bool = False,
-                    per_seed_states: bool = False) -> dict[str, Scores]:
+                    soups: tuple[int, ...] = (), scored_only: bool = False) -> dict[str, Scores]:
     """Train ``losses x seeds`` once, then score the policies under every action rule on the same episodes.
 
     With ``protocol.ema`` set, both weights of each trained policy are scored: the last ones under the rule's
@@ -159,9 +158,9 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     averages (``greedy+ema~soupG@avgK``: what ``TrainConfig(soup=G, checkpoints=K)`` scores, and ``@mixK``).
     ``scored_only``: score only the weights the protocol reports: not the last weights when ``ema`` is set, and
     with ``soups`` not each seed either (only the soups of the scored weights, 1/G of the scoring); for
-    environments such as TLA where scoring costs as much as training. ``per_seed_states``: row k of every loss
-    (its k-th seed, or soup) plays its own E start states (:func:`~symloss.bench.per_seed_starts`) instead of
-    every row the same E."""
+    environments such as TLA where scoring costs as much as training. With ``protocol.start_states = "per_seed"``,
+    row k of every loss (its k-th seed, or soup) plays its own E start states (:func:`~symloss.bench.per_seed_starts`)
+    instead of every row the same E."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
     result = trainer.fit(losses, data, seeds=seeds, progress=True)  # a bar on stderr: the runs last an hour
@@ -177,7 +176,7 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     def score(rule: str, params: dict[str, torch.Tensor], action: str, rows: int) -> None:
         start = time.perf_counter()
         starts = (bench.per_seed_starts(eval_seed, np.tile(np.arange(rows), len(losses)), episodes)
-                  if per_seed_states else None)
+                  if protocol.start_states == "per_seed" else None)
         r = bench.episode_returns(data.spec, params, data.env, episodes=episodes, seed=eval_seed,
                                   action=action, temperature=protocol.temperature, starts=starts)
         out[rule] = Scores(np.asarray(r).reshape(len(losses), rows, episodes), train_s, time.perf_counter() - start)
@@ -426,9 +425,10 @@ def main() -> None:
     parser.add_argument("--losses", type=int, default=None,
                         help="train only the first N losses of the zoo and maps: a cost probe on a quiet machine "
                              "(a split-half needs the whole set)")
-    parser.add_argument("--states", choices=("shared", "per-seed"), default="shared",
-                        help="shared: every policy plays the same E start states; per-seed: the k-th seed of every "
-                             "loss plays its own E (S x E distinct states in all, still paired across losses)")
+    parser.add_argument("--states", choices=("shared", "per-seed"), default=None,
+                        help="the protocol's start_states (default: its own): shared, every policy plays the same E "
+                             "start states; per-seed, the k-th seed of every loss plays its own E (S x E distinct "
+                             "states in all, still paired across losses)")
     parser.add_argument("--json", default=None, help="write every per-episode return here")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
@@ -437,6 +437,9 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     _, protocol = parse_protocol(args.protocol)
+    if args.states is not None:
+        protocol = replace(protocol, start_states=args.states.replace("-", "_"))
+    args.states = protocol.start_states.replace("_", "-")
     args.seeds = args.seeds or protocol.seeds
     args.episodes = args.episodes or protocol.episodes
     if args.quick:
@@ -470,8 +473,7 @@ def main() -> None:
         sys.exit("--scored-only: this protocol scores only its last weights, which every run scores; drop the flag "
                  "or give the protocol ema=d, checkpoints=K or soup=G")
     final = train_and_score([loss for _, loss in losses], data, protocol, seeds, actions, args.episodes,
-                            args.eval_seed, soups=soup_sizes, scored_only=args.scored_only,
-                            per_seed_states=args.states == "per-seed")
+                            args.eval_seed, soups=soup_sizes, scored_only=args.scored_only)
     ref_states = args.episodes * (args.seeds if args.states == "per-seed" else 1)  # every state the policies play
     ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env, episodes=ref_states,
                                                          seed=args.eval_seed, action=a,

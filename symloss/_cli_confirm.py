@@ -70,7 +70,7 @@ def run_confirm(args: argparse.Namespace) -> int:
     fitness.validate()
     print(f"symloss confirm: {len(contenders)} losses on {config.env}/{config.dataset}, protocol {spec} (seeds "
           f"{protocol.first_seed}..{protocol.first_seed + protocol.seeds - 1}, start states from "
-          f"reset(seed={protocol.eval_seed}))")
+          f"reset(seed={protocol.eval_seed}), {len(protocol.start_state_seeds)} in all, {protocol.start_states})")
     confirmation = confirm(contenders, fitness, protocol_text=spec)
     tag = confirm_tag(config.env, config.dataset, protocol)
     title = "Held-out confirmation" + ("" if (config.env, config.dataset) == (stored.env, stored.dataset) else

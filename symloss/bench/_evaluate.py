@@ -131,6 +131,7 @@ def evaluate(
     threads: int | None = None,
     action: str | None = None,
     temperature: float = 0.25,
+    starts: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of each member's return over ``episodes`` episodes.
 
@@ -145,10 +146,12 @@ def evaluate(
         action: ``greedy``, ``mean`` or ``sample`` (overrides ``greedy``; see the module docstring).
         temperature: of the ``mean`` rule's softmax; > 0.
         threads: the simulator's worker threads (None: one per available core, at most 16).
+        starts: reset seeds ``[N, E]``, one per member and episode, in place of ``seed + e`` (see
+            :func:`episode_returns`).
 
     Returns:
         ``(mean [N], std [N])`` float64 tensors (population std over episodes).
     """
     returns = episode_returns(spec, params, env, episodes=episodes, seed=seed, greedy=greedy, threads=threads,
-                              action=action, temperature=temperature)
+                              action=action, temperature=temperature, starts=starts)
     return torch.from_numpy(returns.mean(1)), torch.from_numpy(returns.std(1))

@@ -207,18 +207,18 @@ class SearchConfig:
         if self.confirm == 0:
             return
         seeds = set(confirm.seed_list)
-        starts = set(range(confirm.eval_seed, confirm.eval_seed + confirm.episodes))
+        starts = set(confirm.start_state_seeds)
         for i, rung in enumerate(self.rung_protocols()):
             overlap = seeds & set(rung.seed_list)
             if overlap:
                 raise ConfigError(f"confirm_protocol={self.confirm_protocol!r} trains on seed {min(overlap)}, which "
                                   f"rung {i} also uses: give the confirmation fresh seeds (e.g. "
                                   f"'{self.confirm_protocol.split(':')[0]}:first_seed={max(rung.seed_list) + 1000}')")
-            overlap = starts & set(range(rung.eval_seed, rung.eval_seed + rung.episodes))
+            overlap = starts & set(rung.start_state_seeds)
             if overlap:
                 raise ConfigError(f"confirm_protocol={self.confirm_protocol!r} starts an episode from reset(seed="
                                   f"{min(overlap)}), which rung {i} also uses: give it fresh start states (e.g. "
-                                  f"'...:eval_seed={rung.eval_seed + rung.episodes + 10_000}') or another search seed")
+                                  f"'...:eval_seed={rung.start_state_seeds.stop + 10_000}') or another search seed")
 
     def confirmation_protocol(self) -> TrainConfig:
         """The protocol of the held-out confirmation: ``confirm_protocol`` with ``train``'s device and threads.
@@ -231,10 +231,8 @@ class SearchConfig:
         if "first_seed" not in named and any(
                 set(given.seed_list) & set(r.seed_list) for r in rungs):
             moved["first_seed"] = max(max(r.seed_list) for r in rungs) + 1
-        if "eval_seed" not in named and any(
-                given.eval_seed < r.eval_seed + r.episodes and r.eval_seed < given.eval_seed + given.episodes
-                for r in rungs):
-            moved["eval_seed"] = max(r.eval_seed + r.episodes for r in rungs)
+        if "eval_seed" not in named and any(set(given.start_state_seeds) & set(r.start_state_seeds) for r in rungs):
+            moved["eval_seed"] = max(r.start_state_seeds.stop for r in rungs)
         return dataclasses.replace(given, device_here=False, **moved) if moved else given
 
     def _protocol_from(self, spec: str, field: str, *, inherit_start: bool = True) -> TrainConfig:

@@ -118,15 +118,17 @@ def _scored(protocol: TrainConfig) -> str:
 def _setting(config: SearchConfig, confirmation: Confirmation) -> list[str]:
     protocol = config.confirmation_protocol()
     seeds = protocol.seed_list
-    last = protocol.eval_seed + protocol.episodes - 1
-    starts = f"reset(seed={protocol.eval_seed})" + ("" if protocol.episodes == 1 else f" .. reset(seed={last})")
+    states = protocol.start_state_seeds
+    starts = f"reset(seed={states.start})" + ("" if len(states) == 1 else f" .. reset(seed={states.stop - 1})")
     data = f"{config.env}/{config.dataset}" + ("" if config.n_pairs is None else f" (n_pairs={config.n_pairs})")
     return [
         f"- Benchmark: {data}; protocol `{confirmation.protocol_text}`: {protocol.steps} steps x "
         f"{protocol.batch_size} pairs at lr {protocol.lr:g} ({_stream(protocol)}), fitness `{protocol.fitness}` "
         f"with `{protocol.action}` actions of {_scored(protocol)}.",
         f"- Training seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}), evaluation episodes from {starts} "
-        f"({protocol.episodes} per policy), the same for every loss (paired).",
+        f"({protocol.episodes} per policy), the same for every loss (paired)." if protocol.start_states == "shared"
+        else f"({protocol.episodes} per policy, a block of its own for each training seed), every loss on the same "
+             "block for a common seed (paired).",
         "- Held out: none of these seeds or start states was used by any rung of the search (the search's config "
         "refuses a confirmation protocol that overlaps a rung).",
         "- The verdict compares the search's top-ranked discovered loss (fixed before this confirmation, so not "

@@ -70,7 +70,8 @@ class BenchmarkFitness:
         return other
 
     def reference_score(self) -> float | None:
-        """Mean return of the untrained SFT reference on this protocol's start states and action rule (the bar
+        """Mean return of the untrained SFT reference on this protocol's start states (all of them: S x E with
+        ``start_states="per_seed"``) and action rule (the bar
         "do not train" sets); None for a fitness other than ``return`` or data without a simulator."""
         if self.protocol.fitness != "return":
             return None
@@ -78,7 +79,7 @@ class BenchmarkFitness:
         if data.env is None:  # synthetic data: no simulator to score the reference in
             return None
         reference = {k: v.detach().to("cpu", torch.float32) for k, v in data.reference.items()}
-        returns = bench.episode_returns(data.spec, reference, data.env, episodes=self.protocol.episodes,
+        returns = bench.episode_returns(data.spec, reference, data.env, episodes=len(self.protocol.start_state_seeds),
                                         seed=self.protocol.eval_seed, action=self.protocol.action,
                                         temperature=self.protocol.temperature)
         return float(np.mean(returns))

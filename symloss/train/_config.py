@@ -88,7 +88,8 @@ selected it. The studies that led here (action rules, batch size, learning rate,
 are in benchmarks/RESULTS.md, "Protocol reliability"."""
 
 
-STORED_BEFORE: dict[str, Any] = {"ema": None, "checkpoints": 1, "soup": 1, "sampling": "replacement"}
+STORED_BEFORE: dict[str, Any] = {"ema": None, "checkpoints": 1, "soup": 1, "sampling": "replacement",
+                                  "start_states": "shared"}
 """Protocol fields added after run directories were first written, with the value every run written before the
 field existed was trained with; a stored protocol that lacks one is read with this value (never the preset's,
 which may have changed since)."""
@@ -177,7 +178,15 @@ class TrainConfig:
     divisor of the seeds; 1 (the presets): every seed's own weights."""
     eval_seed: int = 0
     """Episode e of every member starts from ``reset(seed=eval_seed + e)`` (common random numbers); a
-    search uses its own seed unless this is given."""
+    search uses its own seed unless this is given. With ``start_states="per_seed"``, from
+    ``reset(seed=eval_seed + k E + e)`` for a member trained on the k-th seed of the run."""
+    start_states: Literal["shared", "per_seed"] = "shared"
+    """Which start states a member plays (the ``return`` fitness). ``shared``: every member the same E
+    (``eval_seed`` .. ``eval_seed + E - 1``). ``per_seed``: the members trained on the k-th seed of the run (every
+    loss) play their own block of E, ``reset(seed=eval_seed + k E + e)`` (:func:`~symloss.bench.per_seed_starts`),
+    so a run of S seeds covers S x E states at the same cost and two losses still meet the same states seed by
+    seed (paired). A loss's mean then averages its loss-by-state interaction over S x E states instead of E
+    (see :attr:`start_state_seeds`)."""
     device: str = "cpu"
     """Torch device: ``cpu``, ``cuda`` or ``cuda:<index>``; the same code runs on both."""
     dtype: Literal["float32", "float64"] = "float32"
@@ -237,6 +246,7 @@ class TrainConfig:
         check_choice("dtype", self.dtype, ("float32", "float64"))
         check_choice("action", self.action, ("greedy", "mean", "sample"))
         check_choice("sampling", self.sampling, ("replacement", "epochs"))
+        check_choice("start_states", self.start_states, ("shared", "per_seed"))
         check_range("temperature", self.temperature, lo=0, lo_open=True)
         check_bool("cuda_graph", self.cuda_graph)
         check_device("device", self.device, here=device_here)
@@ -285,6 +295,13 @@ class TrainConfig:
     def seed_list(self) -> list[int]:
         """The training seeds: ``first_seed, ..., first_seed + seeds - 1``."""
         return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    @property
+    def start_state_seeds(self) -> range:
+        """Every ``reset`` seed the protocol's members start an episode from: ``eval_seed`` .. ``eval_seed + E - 1``
+        (``shared``), or the S blocks of E of ``per_seed``, ``eval_seed`` .. ``eval_seed + S E - 1``."""
+        count = self.episodes * (self.seeds if self.start_states == "per_seed" else 1)
+        return range(self.eval_seed, self.eval_seed + count)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (tuples as lists); ``preset(name, **d)`` gives the config back."""
