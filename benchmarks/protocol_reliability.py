@@ -324,7 +324,7 @@ def moving_losses(r: np.ndarray, reference: float, *, moved: float = 0.1) -> np.
 
 
 def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1, per_row: int = 1,
-                     episodes: float | None = None) -> tuple[float, float, float, int]:
+                     episodes: float | None = None, per_seed_states: bool = False) -> tuple[float, float, float, int]:
     """Seeds a 10% difference needs between losses that train, from each loss's own spread over seeds.
 
     Over the losses whose mean is more than ``moved`` x reference away from the untrained reference (a loss
@@ -337,6 +337,13 @@ def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1, per
     V_i = sigma^2_seed,i + sigma^2_res,i / E' (the start-state effect is common to all seeds and cancels;
     ``math.inf``: the episode-free floor that no evaluation-side lever can go below). At the run's own E the
     projection equals Var_s(R_i) whenever the seed component's estimate is not clipped at zero.
+
+    The shared projection holds the start-state set fixed: a loss's own reaction to those states is common to its
+    seeds and counted nowhere, so the count says how many seeds resolve 10% *on these states*. With
+    ``per_seed_states`` (each seed on its own E' states, :func:`~symloss.bench.per_seed_starts`), the state effect
+    varies from seed to seed and is counted: V_i = sigma^2_seed,i + (sigma^2_state,i + sigma^2_res,i) / E', the
+    count for a difference that holds on fresh start states. From a run whose states were drawn per seed, the state
+    component is ~0 and the residual carries it, so both projections agree there.
     """
     per_seed = r.mean(2)  # [P, S]
     means = per_seed.mean(1)
@@ -347,7 +354,8 @@ def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1, per
         var = per_seed.var(1, ddof=1)[move]
     else:
         comps = [components(r[i]) for i in np.where(move)[0]]
-        var = np.array([c["seed"] + c["res"] / episodes for c in comps])
+        var = np.array([c["seed"] + (c["res"] + (c["state"] if per_seed_states else 0.0)) / episodes
+                        for c in comps])
     n = per_row * 2 * Z2 * var / (0.1 * means[move]) ** 2
     return float(np.median(n)), float(np.percentile(n, 25)), float(np.percentile(n, 75)), int(move.sum())
 
@@ -362,12 +370,14 @@ def print_projection(final: dict[str, dict], episodes: int) -> None:
     per policy (:func:`seeds_for_moving` with ``episodes``): how far an evaluation-side lever can go."""
     states = projected_states(episodes)
     print("\nseeds for 10%, moving losses (median), projected from the variance components to E' start states "
-          "per policy:")
-    print("| rule | " + " | ".join(f"E' = {e:g}" if e < math.inf else "episode-free" for e in states) + " |")
-    print("|---|" + "---|" * len(states))
+          "per policy (shared: on this run's states; per seed: each seed on its own E' states, so the count holds "
+          "on fresh states):")
+    print("| rule | states | " + " | ".join(f"E' = {e:g}" if e < math.inf else "episode-free" for e in states) + " |")
+    print("|---|---|" + "---|" * len(states))
     for rule, entry in final.items():
-        cells = [entry["seeds_moving_projected"][str(e)][0] for e in states]
-        print(f"| {rule} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+        for label, key in (("shared", "seeds_moving_projected"), ("per seed", "seeds_moving_per_seed_projected")):
+            cells = [entry[key][str(e)][0] for e in states]
+            print(f"| {rule} | {label} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
 
 
 def print_g_study(final: dict[str, Scores], report: dict[str, dict], args: argparse.Namespace,
@@ -501,7 +511,11 @@ def main() -> None:
                                    "train_s": sc.train_s, "eval_s": sc.eval_s, "seeds_per_unit": g,
                                    "seeds_moving_projected": {str(e): seeds_for_moving(sc.returns, ref, per_row=g,
                                                                                        episodes=e)
-                                                              for e in projected_states(args.episodes)}}
+                                                              for e in projected_states(args.episodes)},
+                                   "seeds_moving_per_seed_projected": {
+                                       str(e): seeds_for_moving(sc.returns, ref, per_row=g, episodes=e,
+                                                                per_seed_states=True)
+                                       for e in projected_states(args.episodes)}}
     print_projection(report["final"], args.episodes)
     print_g_study(final, report["final"], args, rng)
     first = next(iter(final))  # the protocol's first scored rule: the cost and the loss table refer to it

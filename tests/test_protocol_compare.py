@@ -155,6 +155,28 @@ def test_projection_shrinks_with_more_states_down_to_the_seed_floor():
             == pytest.approx(reliability.seeds_for_moving(flat, 100.0, episodes=math.inf)[0]))
 
 
+def test_per_seed_projection_counts_the_start_state_set_a_shared_run_holds_fixed():
+    """Each loss reacts to its own start states (sd 300, common to its seeds): on shared states that reaction is held
+    fixed and a few seeds suffice; drawn per seed it varies from seed to seed and the count rises to what the
+    per-seed formula gives. A run made per seed shows that count directly."""
+    rng = np.random.default_rng(6)
+    means, seed_sd, state_sd, res_sd = [300, 500, 700, 900], 20.0, 300.0, 50.0
+
+    def run(per_seed):
+        shared_states = [rng.normal(0, state_sd, 16) for _ in means]
+        return np.array([[m + rng.normal(0, seed_sd) + (rng.normal(0, state_sd, 16) if per_seed else states)
+                          + rng.normal(0, res_sd, 16) for _ in range(40)] for m, states in zip(means, shared_states)])
+
+    shared = run(False)
+    fixed = reliability.seeds_for_moving(shared, 100.0, episodes=16)[0]
+    fresh = reliability.seeds_for_moving(shared, 100.0, episodes=16, per_seed_states=True)[0]
+    expected = np.median([2 * reliability.Z2 * (seed_sd**2 + (state_sd**2 + res_sd**2) / 16) / (0.1 * m) ** 2
+                          for m in means])
+    assert fixed < 0.2 * fresh and fresh == pytest.approx(expected, rel=0.35)
+    direct = reliability.seeds_for_moving(run(True), 100.0)[0]  # states drawn per seed: measured, not projected
+    assert direct == pytest.approx(expected, rel=0.35)
+
+
 def test_compare_prints_the_projection_when_asked(tmp_path, capsys):
     r = noisy_layout(np.random.default_rng(5), [300, 500, 700, 900], seed_sd=40, res_sd=200)
     a = write_run(tmp_path / "a.json", ["dpo", "ipo", "orpo", "hinge"], r)
