@@ -13,8 +13,9 @@ compared on the losses common to all of them, so a protocol's figures are not mo
   ``--first-states N``, every figure from each run's first N start states only; with ``--subset K``, an in-run
   fidelity: the Spearman rho of K seeds' loss means (on half the start states) against the other seeds' (on the
   other half), i.e. how the same training on K seeds ranks against a protocol on the rest;
-- the Spearman rho between the runs' loss means for every pair of (run, rule): do two protocols, on disjoint
-  seeds, rank the losses alike?
+- the Spearman rho (and Pearson r) between the runs' loss means for every pair of (run, rule): do two protocols,
+  on disjoint seeds, rank the losses alike? And of the pairs of losses more than 10% apart in either run, how many
+  both runs order alike (near-ties left out: the differences a protocol sized for 10% claims to resolve);
 - with ``--losses RULE``: every loss's mean +- sd over seeds in each run under RULE and the Welch t-test of each
   run's per-seed means against the first run's (e.g. runs on `clean`, `noisy`, `mixed`: does a loss lose on the
   hard variants?), the best loss of each run in bold.
@@ -176,12 +177,33 @@ def main(argv: list[str] | None = None) -> None:
                   + ("" if args.subset is None else subset_cell(r, args.subset, rng)))
     if not means:
         raise SystemExit(f"error: no run has the rules {wanted}; rules are e.g. greedy, mean, greedy+ema")
-    print("\nSpearman rho of the loss means between runs (disjoint seeds when the runs' seeds differ):")
+    print("\nSpearman rho of the loss means between runs (disjoint seeds when the runs' seeds differ); Pearson r; "
+          "of the pairs of losses more than 10% apart in either run, those both runs order alike:")
     for a, b in combinations(means, 2):
         if a.split(":")[0] != b.split(":")[0]:
-            print(f"- {a} vs {b}: {stats.spearmanr(means[a], means[b]).statistic:.3f}")
+            alike, pairs = separated_agreement(means[a], means[b])
+            print(f"- {a} vs {b}: {stats.spearmanr(means[a], means[b]).statistic:.3f}; Pearson "
+                  f"{np.corrcoef(means[a], means[b])[0, 1]:.3f}; {alike} of {pairs} pairs")
     if args.losses:
         print_loss_table(runs, names, args.losses)
+
+
+def separated_agreement(a: np.ndarray, b: np.ndarray, separation: float = 0.1) -> tuple[int, int]:
+    """(pairs ordered alike, pairs) over the pairs of losses whose means differ by more than ``separation`` x the
+    larger one in either run: of the differences a protocol sized for 10% claims to resolve (in one run or the
+    other), how many does the other run order the same way? Pairs within 10% in both runs, near-ties no such
+    protocol orders, are left out (they cap a rank correlation)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+
+    def apart(m: np.ndarray, i: int, j: int) -> bool:
+        return abs(m[i] - m[j]) > separation * max(abs(m[i]), abs(m[j]))
+
+    alike = pairs = 0
+    for i, j in combinations(range(len(a)), 2):
+        if apart(a, i, j) or apart(b, i, j):
+            pairs += 1
+            alike += bool((a[i] - a[j]) * (b[i] - b[j]) > 0)
+    return alike, pairs
 
 
 def subset_cell(r: np.ndarray, k: int, rng: np.random.Generator) -> str:

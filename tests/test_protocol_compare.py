@@ -57,7 +57,15 @@ def test_compare_ranks_common_losses_and_reports_reversed_order(tmp_path, capsys
     out = capsys.readouterr().out
     assert out.startswith("3 losses common to 2 runs")
     assert "| first | greedy | 4 x 2 | 1.000, 1.000 |" in out  # well separated: halves agree exactly
-    assert "- first:greedy vs second:greedy: -1.000" in out
+    assert "- first:greedy vs second:greedy: -1.000; Pearson -1.000; 0 of 3 pairs" in out
+
+
+def test_separated_agreement_counts_only_pairs_more_than_10_percent_apart():
+    a = np.array([100.0, 105.0, 200.0, 400.0])
+    b = np.array([106.0, 101.0, 390.0, 210.0])  # the near-tie swaps (left out); 200 / 400 swap (counted)
+    assert compare.separated_agreement(a, b) == (4, 5)  # (0, 1) is within 10% in both runs
+    assert compare.separated_agreement(a, b, separation=0.0) == (4, 6)
+    assert compare.separated_agreement(a, np.array([300.0, 301.0, 100.0, 50.0])) == (0, 5)
 
 
 def test_compare_zoo_only_drops_random_maps(tmp_path, capsys):
