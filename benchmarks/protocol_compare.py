@@ -16,6 +16,8 @@ compared on the losses common to all of them, so a protocol's figures are not mo
 - the Spearman rho (and Pearson r) between the runs' loss means for every pair of (run, rule): do two protocols,
   on disjoint seeds, rank the losses alike? And of the pairs of losses more than 10% apart in either run, how many
   both runs order alike (near-ties left out: the differences a protocol sized for 10% claims to resolve);
+- with ``--g-study``: each run's variance components of loss means and the reliability G they predict, beside its
+  split-half in Pearson and Spearman (protocol_reliability's ``g_study``);
 - with ``--losses RULE``: every loss's mean +- sd over seeds in each run under RULE and the Welch t-test of each
   run's per-seed means against the first run's (e.g. runs on `clean`, `noisy`, `mixed`: does a loss lose on the
   hard variants?), the best loss of each run in bold.
@@ -43,7 +45,14 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol_reliability import moving_losses, seeds_for_moving, seeds_needed, split_half  # noqa: E402
+from protocol_reliability import (  # noqa: E402
+    G_STUDY_HEADER,
+    g_study_cells,
+    moving_losses,
+    seeds_for_moving,
+    seeds_needed,
+    split_half,
+)
 
 
 def load_run(spec: str) -> tuple[str, dict]:
@@ -132,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subset", type=int, default=None, metavar="K",
                         help="also rank each run's loss means from K of its seeds on half its start states against "
                              "the other seeds on the other half (an in-run fidelity: the same training on K seeds)")
+    parser.add_argument("--g-study", action="store_true",
+                        help="also print each run's variance components of loss means and the reliability G they "
+                             "predict (protocol_reliability.g_study), beside its split-half in Pearson and Spearman")
     parser.add_argument("--losses", default=None, metavar="RULE",
                         help="also print each loss's mean in every run under RULE, Welch p against the first run")
     args = parser.parse_args(argv)
@@ -177,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
                   + ("" if args.subset is None else subset_cell(r, args.subset, rng)))
     if not means:
         raise SystemExit(f"error: no run has the rules {wanted}; rules are e.g. greedy, mean, greedy+ema")
+    if args.g_study:
+        print_g_studies(runs, names, wanted, rng)
     print("\nSpearman rho of the loss means between runs (disjoint seeds when the runs' seeds differ); Pearson r; "
           "of the pairs of losses more than 10% apart in either run, those both runs order alike:")
     for a, b in combinations(means, 2):
@@ -186,6 +200,29 @@ def main(argv: list[str] | None = None) -> None:
                   f"{np.corrcoef(means[a], means[b])[0, 1]:.3f}; {alike} of {pairs} pairs")
     if args.losses:
         print_loss_table(runs, names, args.losses)
+
+
+def states_per_seed(run: dict) -> bool:
+    """Whether the run drew its start states per seed (``--states per-seed`` or a protocol's ``start_states``)."""
+    args = run.get("args", {})
+    return args.get("states") == "per-seed" or "start_states=per_seed" in str(args.get("protocol", ""))
+
+
+def print_g_studies(runs: dict[str, dict], names: list[str], wanted: list[str] | None,
+                    rng: np.random.Generator) -> None:
+    """The g-study of every (run, rule) on the common losses (:func:`protocol_reliability.g_study_cells`)."""
+    print("\n| run | rule | states " + G_STUDY_HEADER)
+    print("|---|---|---|---|---|---|---|")
+    for label, run in runs.items():
+        for rule in run["final"]:
+            if wanted and rule not in wanted:
+                continue
+            r = returns_of(run, rule, names)
+            if r.shape[1] < 2 or r.shape[2] < 2:
+                continue
+            per_seed = states_per_seed(run)
+            cells, _ = g_study_cells(r, rng, per_seed=per_seed)
+            print(f"| {label} | {rule} | {'per seed' if per_seed else 'shared'} {cells}")
 
 
 def separated_agreement(a: np.ndarray, b: np.ndarray, separation: float = 0.1) -> tuple[int, int]:

@@ -380,31 +380,40 @@ def print_projection(final: dict[str, dict], episodes: int) -> None:
             print(f"| {rule} | {label} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
 
 
+G_STUDY_HEADER = ("| sd loss / loss x seed / loss x state / residual | G at S/2 x E/2 (split-half size): model, "
+                  "Pearson, Spearman | G at S x E | G at 10 seeds: shared, per-seed states |")
+"""The columns of :func:`g_study_cells`."""
+
+
+def g_study_cells(r: np.ndarray, rng: np.random.Generator, *, per_seed: bool) -> tuple[str, dict[str, float]]:
+    """The :data:`G_STUDY_HEADER` cells of one run's returns ``[P, S, E]`` and its :func:`g_study` components: the
+    components' sds, the reliability G at the split-half's size beside the measured split-half (Pearson, Spearman:
+    Spearman falls below Pearson where losses bunch), G at the run's size, and G at the final protocol's 10 seeds x
+    E with states shared and drawn per seed (``per_seed``: the run drew them per seed, so the shared figure cannot
+    be projected: the loss x state term is not separable from the residual)."""
+    v = g_study(r)
+    s, e = r.shape[1:]
+    half = g_coefficient(v, s // 2, e // 2, per_seed=per_seed)
+    pearson, spearman = split_half(r, rng, pearson=True)[0], split_half(r, rng)[0]
+    shared10 = "-" if per_seed else f"{g_coefficient(v, 10, e):.3f}"
+    sds = " / ".join(f"{math.sqrt(v[k]):.0f}" for k in ("p", "ps", "pe", "pse"))
+    cells = (f"| {sds} | {half:.3f}, {pearson:.3f}, {spearman:.3f} | {g_coefficient(v, s, e, per_seed=per_seed):.3f} | "
+             f"{shared10}, {g_coefficient(v, 10, e, per_seed=True):.3f} |")
+    return cells, v
+
+
 def print_g_study(final: dict[str, Scores], report: dict[str, dict], args: argparse.Namespace,
                   rng: np.random.Generator) -> None:
-    """Per rule: the variance components of loss means (:func:`g_study`), the reliability G of this run's size
-    and of the final protocol's 10 seeds x its start states with states shared and drawn per seed, beside the
-    measured split-half in Pearson and Spearman (Spearman below Pearson: near-ties reorder). Stored in ``report``."""
+    """Per rule, :func:`g_study_cells` (the variance components of loss means and the reliability they predict,
+    beside the measured split-half); the components are stored in ``report``."""
     per_seed = args.states == "per-seed"
-    print("\n| rule | sd loss / loss x seed / loss x state / residual | G at S/2 x E/2 (split-half size): "
-          "model, Pearson, Spearman | G at S x E | G at 10 seeds: shared, per-seed states |")
+    print("\n| rule " + G_STUDY_HEADER)
     print("|---|---|---|---|---|")
     for rule, sc in final.items():
         if sc.returns.shape[1] < 2 or sc.returns.shape[2] < 2:
             continue
-        v = g_study(sc.returns)
-        s, e = sc.returns.shape[1:]
-        half = g_coefficient(v, s // 2, e // 2, per_seed=per_seed)
-        pearson = split_half(sc.returns, rng, pearson=True)[0]
-        spearman = report[rule]["split_half"][0]
-        g10 = (math.nan if per_seed else g_coefficient(v, 10, e), g_coefficient(v, 10, e, per_seed=True))
-        sds = " / ".join(f"{math.sqrt(v[k]):.0f}" for k in ("p", "ps", "pe", "pse"))
-        print(f"| {rule} | {sds} | {half:.3f}, {pearson:.3f}, {spearman:.3f} | "
-              f"{g_coefficient(v, s, e, per_seed=per_seed):.3f} | {g10[0]:.3f}, {g10[1]:.3f} |")
-        report[rule]["g_study"] = v
-    if per_seed:
-        print("(states drawn per seed: the loss x state term is not separable from the residual, so G with shared "
-              "states is not projected)")
+        cells, report[rule]["g_study"] = g_study_cells(sc.returns, rng, per_seed=per_seed)
+        print(f"| {rule} {cells}")
 
 
 def main() -> None:

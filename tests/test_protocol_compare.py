@@ -266,3 +266,20 @@ def test_thin_averages_every_other_checkpoint_counted_back_from_the_last(tmp_pat
     write_run(path, names, parts["g"])
     with pytest.raises(SystemExit, match="run 'p' stores no average over checkpoints"):
         compare.main([f"p={path}", "--thin", "2"])
+
+
+def test_compare_prints_the_g_study_and_knows_a_per_seed_run(tmp_path, capsys):
+    r = noisy_layout(np.random.default_rng(7), [300, 500, 700, 900], seed_sd=40, res_sd=200)
+    a = write_run(tmp_path / "a.json", ["dpo", "ipo", "orpo", "hinge"], r)
+    run = json.loads(Path(b := write_run(tmp_path / "b.json", ["dpo", "ipo", "orpo", "hinge"], r[:, ::-1])).read_text())
+    run["args"] = {"states": "per-seed"}
+    Path(b).write_text(json.dumps(run))
+    compare.main([f"a={a}", f"b={b}", "--g-study"])
+    out = capsys.readouterr().out
+    assert "| run | rule | states | sd loss / loss x seed / loss x state / residual |" in out
+    v = reliability.g_study(r)
+    expected = f"{reliability.g_coefficient(v, r.shape[1], r.shape[2]):.3f}"
+    row_a = next(line for line in out.splitlines() if line.startswith("| a | greedy | shared |"))
+    assert f"| {expected} |" in row_a
+    row_b = next(line for line in out.splitlines() if line.startswith("| b | greedy | per seed |"))
+    assert "| -, " in row_b  # a per-seed run cannot project shared states
