@@ -9,7 +9,9 @@ compared on the losses common to all of them, so a protocol's figures are not mo
   from the untrained reference: median and quartiles over losses of 2 (z_0.975 + z_0.8)^2 Var_s / (0.1 mean)^2)
   and their median sd over seeds (over soups for a seed-soup rule, whose seed counts are G x its soups);
   with ``--states N``, that count projected from each loss's variance components to N start states per policy
-  and to infinitely many (sigma^2_seed + sigma^2_res / N: how far more episodes could take it); with
+  and to infinitely many (sigma^2_seed + sigma^2_res / N: how far more episodes could take it), and to N states
+  drawn per seed (sigma^2_seed + (sigma^2_state + sigma^2_res) / N: the count for a difference that holds on fresh
+  start states); with
   ``--first-states N``, every figure from each run's first N start states only; with ``--subset K``, an in-run
   fidelity: the Spearman rho of K seeds' loss means (on half the start states) against the other seeds' (on the
   other half), i.e. how the same training on K seeds ranks against a protocol on the rest;
@@ -130,8 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rules", default=None, help="scoring rules to compare (default: every rule of each run)")
     parser.add_argument("--zoo-only", action="store_true", help="only the zoo's losses (drop random maps m=...)")
     parser.add_argument("--states", type=int, default=None, metavar="N",
-                        help="also project the moving losses' seeds for 10%% to N start states per policy, and to "
-                             "infinitely many (the episode-free floor), from each loss's variance components")
+                        help="also project the moving losses' seeds for 10%% to N start states per policy, to "
+                             "infinitely many (the episode-free floor), and to N states drawn per seed, from each "
+                             "loss's variance components")
     parser.add_argument("--first-states", type=int, default=None, metavar="N",
                         help="use only each run's first N start states (compare a run with many start states to "
                              "runs with fewer on equal footing, or check the --states projection against it)")
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     wanted = args.rules.split(",") if args.rules else None
     rng = np.random.default_rng(0)
     print(f"{len(names)} losses common to {len(runs)} runs" + (" (zoo only)" if args.zoo_only else ""))
-    extra = "" if args.states is None else f" moving, projected to {args.states} states / episode-free |"
+    extra = "" if args.states is None else (f" moving, projected to {args.states} states / episode-free / "
+                                            f"{args.states} states drawn per seed |")
     extra += "" if args.subset is None else f" {args.subset} seeds vs the rest, rho (mean, p10) |"
     print("\n| run | rule | seeds x states | split-half rho (mean, p10) | seeds for 10%, pooled | seeds for 10%, "
           "moving losses: median (p25-p75), count | median sd over seeds, moving | reference |" + extra)
@@ -185,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{moving[0]:.1f} ({moving[1]:.1f}-{moving[2]:.1f}), {moving[3]} | {sd:.0f} | {ref:.0f} |"
                   + ("" if args.states is None else
                      f" {seeds_for_moving(r, ref, per_row=g, episodes=args.states)[0]:.1f} / "
-                     f"{seeds_for_moving(r, ref, per_row=g, episodes=math.inf)[0]:.1f} |")
+                     f"{seeds_for_moving(r, ref, per_row=g, episodes=math.inf)[0]:.1f} / "
+                     f"{seeds_for_moving(r, ref, per_row=g, episodes=args.states, per_seed_states=True)[0]:.1f} |")
                   + ("" if args.subset is None else subset_cell(r, args.subset, rng)))
     if not means:
         raise SystemExit(f"error: no run has the rules {wanted}; rules are e.g. greedy, mean, greedy+ema")

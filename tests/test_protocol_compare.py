@@ -192,8 +192,10 @@ def test_compare_prints_the_projection_when_asked(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "projected to 64 states / episode-free" in out
     expected = (reliability.seeds_for_moving(r, 100.0, episodes=64)[0],
-                reliability.seeds_for_moving(r, 100.0, episodes=math.inf)[0])
-    assert f" {expected[0]:.1f} / {expected[1]:.1f} |" in out
+                reliability.seeds_for_moving(r, 100.0, episodes=math.inf)[0],
+                reliability.seeds_for_moving(r, 100.0, episodes=64, per_seed_states=True)[0])
+    assert f" {expected[0]:.1f} / {expected[1]:.1f} / {expected[2]:.1f} |" in out
+    assert expected[2] > expected[0]  # the shared start-state effect (sd 50) counts when states are drawn per seed
 
 
 def test_first_states_cuts_every_run_to_its_first_start_states(tmp_path, capsys):
