@@ -159,8 +159,8 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
     ``scored_only``: score only the weights the protocol reports: not the last weights when ``ema`` is set, and
     with ``soups`` not each seed either (only the soups of the scored weights, 1/G of the scoring); for
     environments such as TLA where scoring costs as much as training. With ``protocol.start_states = "per_seed"``,
-    row k of every loss (its k-th seed, or soup) plays its own E start states (:func:`~symloss.bench.per_seed_starts`)
-    instead of every row the same E."""
+    each seed's row of every loss (a soup: its first seed's) plays its own E start states,
+    ``reset(seed=eval_seed + s E + e)`` (:func:`~symloss.bench.per_seed_starts`), instead of every row the same E."""
     trainer = PopulationTrainer(replace(protocol, fitness=lambda spec, params, ctx: torch.zeros(params["W0"].shape[0])))
     start = time.perf_counter()
     result = trainer.fit(losses, data, seeds=seeds, progress=True)  # a bar on stderr: the runs last an hour
@@ -175,8 +175,9 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
 
     def score(rule: str, params: dict[str, torch.Tensor], action: str, rows: int) -> None:
         start = time.perf_counter()
-        starts = (bench.per_seed_starts(eval_seed, np.tile(np.arange(rows), len(losses)), episodes)
-                  if protocol.start_states == "per_seed" else None)
+        # a soup plays the block of its first seed
+        starts = (bench.per_seed_starts(eval_seed, np.tile(np.asarray(seeds)[::len(seeds) // rows], len(losses)),
+                                        episodes) if protocol.start_states == "per_seed" else None)
         r = bench.episode_returns(data.spec, params, data.env, episodes=episodes, seed=eval_seed,
                                   action=action, temperature=protocol.temperature, starts=starts)
         out[rule] = Scores(np.asarray(r).reshape(len(losses), rows, episodes), train_s, time.perf_counter() - start)
@@ -446,8 +447,8 @@ def main() -> None:
                              "(a split-half needs the whole set)")
     parser.add_argument("--states", choices=("shared", "per-seed"), default=None,
                         help="the protocol's start_states (default: its own): shared, every policy plays the same E "
-                             "start states; per-seed, the k-th seed of every loss plays its own E (S x E distinct "
-                             "states in all, still paired across losses)")
+                             "start states; per-seed, seed s of every loss plays its own E, reset(seed=eval_seed + s E "
+                             "+ e) (S x E distinct states in all, still paired across losses)")
     parser.add_argument("--json", default=None, help="write every per-episode return here")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
@@ -493,9 +494,11 @@ def main() -> None:
                  "or give the protocol ema=d, checkpoints=K or soup=G")
     final = train_and_score([loss for _, loss in losses], data, protocol, seeds, actions, args.episodes,
                             args.eval_seed, soups=soup_sizes, scored_only=args.scored_only)
-    ref_states = args.episodes * (args.seeds if args.states == "per-seed" else 1)  # every state the policies play
-    ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env, episodes=ref_states,
-                                                         seed=args.eval_seed, action=a,
+    states = (bench.per_seed_starts(args.eval_seed, seeds, args.episodes).reshape(1, -1)  # every state played
+              if args.states == "per-seed" else None)
+    ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env,
+                                                         episodes=args.episodes if states is None else states.size,
+                                                         seed=args.eval_seed, action=a, starts=states,
                                                          temperature=protocol.temperature)))
                   for a in actions}
     report = {"names": names, "args": vars(args), "final": {}, "fidelities": {}}

@@ -91,13 +91,13 @@ def test_normalised_score_maps_random_to_0_and_expert_to_100():
         normalised_score("hoper", 1.0)
 
 
-def test_per_seed_starts_give_each_slot_its_own_block_of_states():
-    starts = bench.per_seed_starts(100, [0, 1, 0, 1, 2], 3)
+def test_per_seed_starts_give_each_training_seed_its_own_block_of_states():
+    starts = bench.per_seed_starts(100, [0, 1, 0, 1, 5], 3)
     np.testing.assert_array_equal(starts, [[100, 101, 102], [103, 104, 105], [100, 101, 102],
-                                           [103, 104, 105], [106, 107, 108]])
-    with pytest.raises(ValueError, match="slots"):
+                                           [103, 104, 105], [115, 116, 117]])
+    with pytest.raises(ValueError, match="train_seeds"):
         bench.per_seed_starts(0, [[0, 1]], 3)
-    with pytest.raises(ValueError, match="slots"):
+    with pytest.raises(ValueError, match="train_seeds"):
         bench.per_seed_starts(0, [-1], 3)
     with pytest.raises(ValueError, match="episodes"):
         bench.per_seed_starts(0, [0], 0)

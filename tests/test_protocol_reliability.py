@@ -211,19 +211,22 @@ def test_g_coefficient_is_the_correlation_of_two_independent_runs():
 
 
 def test_per_seed_states_give_each_seed_its_own_start_states(tmp_path):
-    """Seed 0 of every loss plays the shared protocol's states; seed 1 plays others, the same for every loss."""
+    """Seed s of every loss plays reset(seed=eval_seed + s E + e): in --quick (seeds 7000, 7001, E = 2) the shared
+    protocol from eval_seed + 7000 E gives seed 7000's returns; seed 7001 plays other states."""
     env = {**os.environ, "SYMLOSS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
            "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
     runs = {}
-    for states in ("shared", "per-seed"):
+    for states, eval_seed in (("shared", 5 + 7000 * 2), ("per-seed", 5)):
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
                               "--actions", "greedy", "--fidelities", "", "--protocol", "final:checkpoints=1:ema=0.9",
-                              "--states", states, "--json", str(tmp_path / f"{states}.json")],
+                              "--states", states, "--eval-seed", str(eval_seed),
+                              "--json", str(tmp_path / f"{states}.json")],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         runs[states] = json.loads((tmp_path / f"{states}.json").read_text())
         assert "| greedy+ema |" in out.stdout and "G at 10 seeds: shared, per-seed states" in out.stdout
     shared, own = (np.array(runs[s]["final"]["greedy+ema"]["returns"]) for s in ("shared", "per-seed"))
+    assert runs["per-seed"]["args"]["seed0"] == 7000
     np.testing.assert_array_equal(own[:, 0], shared[:, 0])
     assert not np.array_equal(own[:, 1], shared[:, 1])
     assert runs["per-seed"]["args"]["states"] == "per-seed"

@@ -113,8 +113,8 @@ def test_return_fitness_batches_give_the_same_returns(tmp_path, monkeypatch):
 
 
 def test_per_seed_start_states_give_each_seed_its_own_block(tmp_path, monkeypatch):
-    """With start_states="per_seed", the k-th seed of the run (its position, not its value) plays
-    reset(seed=eval_seed + k E + e), for every loss; the batching of the simulator changes nothing."""
+    """With start_states="per_seed", the members of training seed s (every loss) play reset(seed=eval_seed + s E + e),
+    whichever call trains them; the batching of the simulator changes nothing."""
     from symloss.train import _fitness
 
     ds = bench.build_dataset("hopper", "noisy", cache_dir=tmp_path, n_pairs=40, seg_len=10, progress=False)
@@ -122,15 +122,16 @@ def test_per_seed_start_states_give_each_seed_its_own_block(tmp_path, monkeypatc
     data = prepare_data(ds, spec, bench.fit_reference(spec, ds, steps=5, batch_size=16), holdout_fraction=0.25)
     cfg = TrainConfig(steps=3, batch_size=8, episodes=2, eval_seed=4, start_states="per_seed")
     result = PopulationTrainer(cfg).fit([dpo(), orpo()], data, seeds=[7, 3])
-    params = result.params  # member p * S + s
-    for k in range(2):
-        members = {name: v[k::2] for name, v in params.items()}  # seed slot k of both losses
+    for k, seed in enumerate((7, 3)):
+        members = {name: v[k::2] for name, v in result.params.items()}  # seed k of both losses (member p S + k)
         mean, _ = bench.evaluate(spec, members, "hopper", episodes=2, action=cfg.action,
-                                 starts=bench.per_seed_starts(4, [k, k], 2))
+                                 starts=bench.per_seed_starts(4, [seed, seed], 2))
         torch.testing.assert_close(result.fitness_per_seed[:, k], mean.double())
-    shared = PopulationTrainer(replace(cfg, start_states="shared")).fit([dpo(), orpo()], data, seeds=[7, 3])
-    assert torch.equal(shared.fitness_per_seed[:, 0], result.fitness_per_seed[:, 0])  # slot 0: states 4, 5
-    assert not torch.equal(shared.fitness_per_seed[:, 1], result.fitness_per_seed[:, 1])
+    alone = PopulationTrainer(cfg).fit([dpo(), orpo()], data, seeds=[3])  # seed 3 without seed 7: the same block
+    assert torch.equal(alone.fitness_per_seed[:, 0], result.fitness_per_seed[:, 1])
+    shared = PopulationTrainer(replace(cfg, start_states="shared", eval_seed=4 + 3 * 2)).fit([dpo(), orpo()], data,
+                                                                                           seeds=[3])
+    assert torch.equal(shared.fitness_per_seed[:, 0], result.fitness_per_seed[:, 1])  # states 10, 11
     monkeypatch.setattr(_fitness, "EVAL_MAX_ENVS", 2)  # one member per simulator batch: the starts are sliced too
     split = PopulationTrainer(cfg).fit([dpo(), orpo()], data, seeds=[7, 3])
     assert torch.equal(split.fitness_per_seed, result.fitness_per_seed)
@@ -139,6 +140,7 @@ def test_per_seed_start_states_give_each_seed_its_own_block(tmp_path, monkeypatc
 def test_start_state_seeds_of_a_protocol():
     shared = TrainConfig(seeds=3, episodes=4, eval_seed=10)
     assert shared.start_state_seeds == range(10, 14)
-    assert replace(shared, start_states="per_seed").start_state_seeds == range(10, 22)
+    assert replace(shared, start_states="per_seed").start_state_seeds == range(10, 22)  # seeds 0, 1, 2
+    assert replace(shared, start_states="per_seed", first_seed=100).start_state_seeds == range(410, 422)
     with pytest.raises(ValueError, match="start_states='every'"):
         TrainConfig(start_states="every")

@@ -2,8 +2,8 @@
 
 Env (n, e) of the ``N * E`` environments runs member n's policy from Gymnasium's ``reset(seed=seed + e)``
 (the same E start states for every member: common random numbers), or from ``reset(seed=starts[n, e])`` when
-``starts`` is given (:func:`per_seed_starts`: each training seed's members on their own block of start states,
-shared across the losses trained on that seed, so comparisons stay paired). Each environment step is one
+``starts`` is given (:func:`per_seed_starts`: the members of each training seed on their own block of start
+states, shared by the losses trained on that seed, so comparisons stay paired). Each environment step is one
 batched policy forward for the members that still have a running episode and one ``BatchSim.step``.
 A member's return does not depend on which other members share the batch: its policy forward is its own
 matmul (``baddbmm`` over members) and its environments have their own ``MjData``.
@@ -29,21 +29,21 @@ from symloss.bench._token_policy import ACTIONS, TokenPolicySpec, act
 __all__ = ["evaluate", "episode_returns", "per_seed_starts"]
 
 
-def per_seed_starts(seed: int, slots: np.ndarray | list[int], episodes: int) -> np.ndarray:
-    """Reset seeds ``[N, E]`` that give each seed slot its own block of start states.
+def per_seed_starts(seed: int, train_seeds: np.ndarray | list[int], episodes: int) -> np.ndarray:
+    """Reset seeds ``[N, E]`` that give each training seed its own block of E start states.
 
-    Member n, in seed slot k_n = ``slots[n]`` (0 .. S-1: the index of its training seed in the run), plays
-    episode e from ``reset(seed = seed + k_n * E + e)``. Members of one slot (one training seed, every loss)
-    share their E start states, so losses are still compared on common states seed by seed; the S slots
-    together cover S x E distinct states ``seed .. seed + S E - 1``, of which slot 0 is the shared protocol's
-    ``seed .. seed + E - 1``. A loss's mean then averages its state-by-loss interaction over S x E states
-    instead of E."""
-    slots = np.asarray(slots, dtype=np.int64)
-    if slots.ndim != 1 or (slots < 0).any():
-        raise ValueError(f"slots: must be a 1-D list of seed indices >= 0 (got shape {slots.shape})")
+    Member n, trained on seed s_n = ``train_seeds[n]`` (>= 0), plays episode e from
+    ``reset(seed = seed + s_n E + e)``. Members trained on the same seed (every loss) share their E start states,
+    so losses are still compared on common states seed by seed, and a run of S seeds covers S x E distinct states
+    at the cost of E per policy. The block depends only on the seed's value, so a seed scores on the same states
+    whichever call (a promotion that trains only the missing seeds, a resumed run) evaluates it. A loss's mean
+    then averages its loss-by-state interaction over S x E states instead of E."""
+    train_seeds = np.asarray(train_seeds, dtype=np.int64)
+    if train_seeds.ndim != 1 or (train_seeds < 0).any():
+        raise ValueError(f"train_seeds: must be a 1-D list of training seeds >= 0 (got shape {train_seeds.shape})")
     if int(episodes) < 1:
         raise ValueError(f"episodes={episodes!r}: must be >= 1")
-    return int(seed) + slots[:, None] * int(episodes) + np.arange(int(episodes))[None, :]
+    return int(seed) + train_seeds[:, None] * int(episodes) + np.arange(int(episodes))[None, :]
 
 
 def episode_returns(

@@ -79,8 +79,9 @@ class BenchmarkFitness:
         if data.env is None:  # synthetic data: no simulator to score the reference in
             return None
         reference = {k: v.detach().to("cpu", torch.float32) for k, v in data.reference.items()}
-        returns = bench.episode_returns(data.spec, reference, data.env, episodes=len(self.protocol.start_state_seeds),
-                                        seed=self.protocol.eval_seed, action=self.protocol.action,
+        states = self.protocol.start_state_seeds
+        returns = bench.episode_returns(data.spec, reference, data.env, episodes=len(states),
+                                        seed=states.start, action=self.protocol.action,
                                         temperature=self.protocol.temperature)
         return float(np.mean(returns))
 

@@ -179,14 +179,14 @@ class TrainConfig:
     eval_seed: int = 0
     """Episode e of every member starts from ``reset(seed=eval_seed + e)`` (common random numbers); a
     search uses its own seed unless this is given. With ``start_states="per_seed"``, from
-    ``reset(seed=eval_seed + k E + e)`` for a member trained on the k-th seed of the run."""
+    ``reset(seed=eval_seed + s E + e)`` for a member trained on seed s."""
     start_states: Literal["shared", "per_seed"] = "shared"
     """Which start states a member plays (the ``return`` fitness). ``shared``: every member the same E
-    (``eval_seed`` .. ``eval_seed + E - 1``). ``per_seed``: the members trained on the k-th seed of the run (every
-    loss) play their own block of E, ``reset(seed=eval_seed + k E + e)`` (:func:`~symloss.bench.per_seed_starts`),
-    so a run of S seeds covers S x E states at the same cost and two losses still meet the same states seed by
-    seed (paired). A loss's mean then averages its loss-by-state interaction over S x E states instead of E
-    (see :attr:`start_state_seeds`)."""
+    (``eval_seed`` .. ``eval_seed + E - 1``). ``per_seed``: the members trained on seed s (every loss) play their
+    own block of E, ``reset(seed=eval_seed + s E + e)`` (:func:`~symloss.bench.per_seed_starts`), so a run of S
+    seeds covers S x E states at the same cost and two losses still meet the same states seed by seed (paired). A
+    loss's mean then averages its loss-by-state interaction over S x E states instead of E; a seed's block does
+    not depend on which call evaluates it (see :attr:`start_state_seeds`)."""
     device: str = "cpu"
     """Torch device: ``cpu``, ``cuda`` or ``cuda:<index>``; the same code runs on both."""
     dtype: Literal["float32", "float64"] = "float32"
@@ -299,9 +299,12 @@ class TrainConfig:
     @property
     def start_state_seeds(self) -> range:
         """Every ``reset`` seed the protocol's members start an episode from: ``eval_seed`` .. ``eval_seed + E - 1``
-        (``shared``), or the S blocks of E of ``per_seed``, ``eval_seed`` .. ``eval_seed + S E - 1``."""
-        count = self.episodes * (self.seeds if self.start_states == "per_seed" else 1)
-        return range(self.eval_seed, self.eval_seed + count)
+        (``shared``), or the blocks of E of its seeds ``first_seed`` .. ``first_seed + S - 1`` (``per_seed``),
+        ``eval_seed + first_seed E`` .. ``eval_seed + (first_seed + S) E - 1``."""
+        if self.start_states == "shared":
+            return range(self.eval_seed, self.eval_seed + self.episodes)
+        first = self.eval_seed + self.first_seed * self.episodes
+        return range(first, first + self.seeds * self.episodes)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (tuples as lists); ``preset(name, **d)`` gives the config back."""

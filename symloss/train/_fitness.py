@@ -7,7 +7,7 @@ A fitness function has the signature ``fn(spec, params, context) -> Tensor[N]`` 
 ``return``: R_n = mean over E episodes of the undiscounted return of member n's policy under the protocol's
 action rule (``TrainConfig.action``: greedy bins, the tempered mean action, or sampled bins)
 (``bench.evaluate``, episode e from ``reset(seed=eval_seed + e)`` for every member, as in the paper; with
-``start_states="per_seed"`` from ``reset(seed=eval_seed + k E + e)`` for a member of the run's k-th seed).
+``start_states="per_seed"`` from ``reset(seed=eval_seed + s E + e)`` for a member trained on seed s).
 
 ``offline`` (no simulator), on the held-out split of :class:`PreferenceData`:
 
@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from symloss.bench import TokenPolicySpec, evaluate, per_seed_starts, token_logps
@@ -55,8 +54,7 @@ class FitnessContext:
     Attributes:
         data: the preference data (held-out split, reference log-probs, env).
         config: the trainer's configuration (``episodes``, ``eval_seed``, ``offline_ll_weight``...).
-        candidates: ``[N]`` candidate index of each member; seeds: ``[N]`` its training seed; run_seeds: the
-            run's seeds in order.
+        candidates: ``[N]`` candidate index of each member; seeds: ``[N]`` its training seed.
         threads: simulator threads (None: one per CPU this process may use, at most 16). Simulator threads
             wait passively, so unlike torch's they need no load rule (``symloss.train._cpu``).
     """
@@ -66,9 +64,6 @@ class FitnessContext:
     candidates: torch.Tensor
     seeds: torch.Tensor
     threads: int | None = None
-    run_seeds: tuple[int, ...] = ()
-    """The run's distinct training seeds in order (``fit``'s ``seeds``): the k of ``start_states="per_seed"`` is a
-    member's seed's position here (empty: the sorted distinct ``seeds``)."""
 
 
 FitnessFn = Callable[[TokenPolicySpec, dict[str, torch.Tensor], FitnessContext], Any]
@@ -87,24 +82,13 @@ def return_fitness(spec: TokenPolicySpec, params: dict[str, torch.Tensor], conte
     threads = context.threads if context.threads is not None else min(16, available_cpus()[1])
     step = max(1, EVAL_MAX_ENVS // episodes)
     cfg = context.config
-    starts = member_starts(context) if cfg.start_states == "per_seed" else None
+    starts = (per_seed_starts(cfg.eval_seed, context.seeds.tolist(), episodes) if cfg.start_states == "per_seed"
+              else None)
     means = [evaluate(spec, {k: v[lo:lo + step] for k, v in cpu.items()}, context.data.env, episodes=episodes,
                       seed=cfg.eval_seed, threads=threads, action=cfg.action, temperature=cfg.temperature,
                       starts=None if starts is None else starts[lo:lo + step])[0]
              for lo in range(0, n, step)]
     return torch.cat(means)
-
-
-def member_starts(context: FitnessContext) -> np.ndarray:
-    """Reset seeds ``[N, E]`` of ``start_states="per_seed"``: member n, trained on the k-th seed of the run
-    (``context.run_seeds``), plays ``reset(seed=eval_seed + k E + e)``."""
-    seeds = [int(s) for s in context.seeds.tolist()]
-    order = list(context.run_seeds) or sorted(set(seeds))
-    missing = sorted(set(seeds) - set(order))
-    if missing:
-        raise ValueError(f"context.run_seeds={order}: lacks seed {missing[0]} of a member; give every seed of the run")
-    slots = [order.index(s) for s in seeds]
-    return per_seed_starts(context.config.eval_seed, slots, context.config.episodes)
 
 
 def _chunks(n_members: int, n_items: int, length: int) -> tuple[range, int]:

@@ -184,7 +184,7 @@ class PopulationTrainer:
         keep = alive.nonzero().squeeze(1)
         params = {k: v[keep.to(v.device)] for k, v in params.items()}
         ctx = FitnessContext(data, self.config, torch.tensor(cands)[keep], torch.tensor(seeds)[keep],
-                             threads=self.config.threads, run_seeds=tuple(dict.fromkeys(seeds)))
+                             threads=self.config.threads)
         with torch.no_grad():
             values, extras = split_fitness(fitness_fn(data.spec, params, ctx), len(keep))
         fit[keep] = values
