@@ -124,15 +124,15 @@ def test_a_config_json_written_before_the_protocol_existed_still_loads():
 def test_per_seed_start_states_are_held_out_as_a_whole_block():
     """The confirmation's start states are every block of its seeds (start_states=per_seed: seed s on
     eval_seed + s E ..): it moves past a per-seed rung's blocks, and a spec that overlaps any block is refused."""
-    config = SearchConfig(seed=9990, rungs=("seeds=4:start_states=per_seed",),
-                          confirm_protocol="final:seeds=2:episodes=4:start_states=shared")  # preset's states: 10000..
+    config = SearchConfig.from_dict({"seed": 9990, "start_states": "shared", "rungs": ("seeds=4:start_states=per_seed",),
+                                     "confirm_protocol": "final:seeds=2:episodes=4:start_states=shared"})
     rung = config.rung_protocols()[-1]
     assert rung.seed_list == [0, 1, 2, 3] and rung.start_state_seeds == range(9990, 9990 + 4 * 8)
     confirm = config.confirmation_protocol()
     assert confirm.eval_seed == rung.start_state_seeds.stop == 10022  # moved past the whole block
     assert not set(confirm.start_state_seeds) & set(rung.start_state_seeds)
-    shared = SearchConfig(seed=9990, rungs=("seeds=4:start_states=shared",),
-                          confirm_protocol="final:seeds=2:episodes=4:start_states=shared")
+    shared = SearchConfig.from_dict({"seed": 9990, "start_states": "shared", "rungs": ("seeds=4",),
+                                     "confirm_protocol": "final:seeds=2:episodes=4:start_states=shared"})
     assert shared.confirmation_protocol().eval_seed == 10000  # a shared rung's 8 states end at 9997
     with pytest.raises(ConfigError, match=r"starts an episode from reset\(seed=30\), which rung 1 also uses"):
         SearchConfig(seed=3, rungs=("seeds=4:start_states=per_seed",),

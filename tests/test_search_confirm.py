@@ -217,7 +217,8 @@ def test_report_has_the_setting_the_table_one_verdict_line_and_the_plot(tmp_path
     text = path.read_text()
     assert path.name == "report.md" and (tmp_path / "confirm.png").read_bytes()[:4] == b"\x89PNG"
     assert "hopper/noisy" in text and "protocol `final`" in text and "Training seeds 100..109 (10)" in text
-    assert "reset(seed=10000) .. reset(seed=10015)" in text and "Held out: none of these seeds" in text
+    assert "reset(seed=11600) .. reset(seed=11759) (16 per policy, a block of its own for each training seed" in text
+    assert "Held out: none of these seeds" in text
     assert ("at lr 0.0003 (minibatches in shuffled epochs), fitness `return` with `greedy` actions of the averaged "
             "weights (ema 0.995), mean over 4 checkpoints at steps 375, 450, 525, 600.") in text
     plain = write_report(tmp_path, confirmation, config=SearchConfig(confirm_protocol="final:ema=none:checkpoints=1:"
@@ -335,7 +336,8 @@ def test_symloss_confirm_writes_a_tagged_report(tiny_run, capsys, monkeypatch):
     assert f"report: {report}" in out and "| dpo(beta=1) | baseline |" in out
     text = report.read_text()
     assert "protocol `final:steps=2:batch_size=8:episodes=1:seeds=3`" in text
-    assert "Training seeds 100..102 (3), evaluation episodes from reset(seed=10000) (1 per policy)" in text
+    assert ("Training seeds 100..102 (3), evaluation episodes from reset(seed=10100) .. reset(seed=10102) (1 per "
+            "policy, a block of its own for each training seed") in text
     assert sum(line.startswith("Verdict: ") for line in text.splitlines()) == 1
     assert (run_dir / "confirm-hopper-noisy-seeds100-102.png").is_file()
 
