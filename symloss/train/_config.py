@@ -41,6 +41,8 @@ losses, trained apart on fresh seeds: its loss means rank like ``final``'s with 
 ``mixed`` (two final runs) and 0.83 / 0.86 on ``noisy``; under the tempered mean action instead of greedy bins,
 0.88-0.89 and 0.74-0.77, so the search scores greedy bins like ``final``. (Before shuffled epochs the search
 used the mean rule on the last weights: rho 0.87 on ``noisy`` against the old ``final``, 0.46-0.84 on ``mixed``.)
+These figures were measured with shared start states; the fidelity with states per seed (16 states per candidate
+instead of 8) has not been re-measured.
 ``TrainConfig()`` trains at this budget but scores plainly (last weights, minibatches with replacement)."""
 
 FINAL_PROTOCOL: dict[str, Any] = {"steps": 600, "batch_size": 64, "lr": 3e-4, "max_grad_norm": 1.0, "seeds": 10,
