@@ -65,11 +65,12 @@ offset averages over 160 states at the same cost; the g-study of the stored runs
 10 seeds up from 0.95-0.99 to 0.98-0.99 (``noisy`` 0.95-0.96 -> 0.98-0.99, TLA 0.98-0.99 -> 0.99). TLA ``noisy``
 with states per seed (8 seeds, fresh): split-half 0.83 (zoo; 0.84 on 24 losses), whole-run rank agreement with the
 two earlier TLA runs 0.96 and 0.81 where those two agree 0.75, every pair of losses more than 10% apart in either
-run ordered alike by it and each of them (145 of 146, 136 of 136). Hopper ``noisy`` with states per seed: split-half
-0.91 (zoo and 24 losses; the four shared runs 0.96, 0.91, 0.90, 0.69), G at 10 seeds 0.986 (shared 0.95-0.96). The
+run ordered alike by it and each of them (145 of 146, 136 of 136). Hopper ``noisy`` with states per seed, two runs:
+split-half 0.91 / 0.94 (zoo; the four shared runs 0.96, 0.91, 0.90, 0.69), G at 10 seeds 0.986 / 0.994 (shared
+0.95-0.96); the two agree with rho 0.875. The
 seed counts in the list below were computed on a run's own shared states. A difference that must hold on fresh
-states needs, with states per seed, measured (median over the losses that move, one run each): TLA 8.0 and Hopper
-``noisy`` 3.6 (the zoo), ``mixed`` 6.0 and ``clean`` 8.6 (the first 15 zoo losses). Projected from the shared
+states needs, with states per seed, measured (median over the losses that move): TLA 8.0 and Hopper ``noisy`` 3.6 /
+2.8 (the zoo), ``mixed`` 6.0 and ``clean`` 8.6 (the first 15 zoo losses; one run each). Projected from the shared
 runs: ``noisy`` 3-28 and ``mixed`` 12-18 (the zoo).
 
 Why the rest (issue 12; benchmarks/RESULTS.md "Shuffled epochs" and "Replications on fresh seeds", 21 zoo losses, 8
