@@ -179,7 +179,8 @@ def train_and_score(losses: list[MirrorLoss], data, protocol: TrainConfig, seeds
         starts = (bench.per_seed_starts(eval_seed, np.tile(np.asarray(seeds)[::len(seeds) // rows], len(losses)),
                                         episodes) if protocol.start_states == "per_seed" else None)
         r = bench.episode_returns(data.spec, params, data.env, episodes=episodes, seed=eval_seed,
-                                  action=action, temperature=protocol.temperature, starts=starts)
+                                  action=action, temperature=protocol.temperature, starts=starts,
+                                  horizon=protocol.horizon)
         out[rule] = Scores(np.asarray(r).reshape(len(losses), rows, episodes), train_s, time.perf_counter() - start)
         note_scored(rule, out[rule].eval_s)
 
@@ -499,7 +500,8 @@ def main() -> None:
     ref_scores = {a: float(np.mean(bench.episode_returns(spec, reference, args.env,
                                                          episodes=args.episodes if states is None else states.size,
                                                          seed=args.eval_seed, action=a, starts=states,
-                                                         temperature=protocol.temperature)))
+                                                         temperature=protocol.temperature,
+                                                         horizon=protocol.horizon)))
                   for a in actions}
     report = {"names": names, "args": vars(args), "final": {}, "fidelities": {}}
     print("\n| action | split-half rho (mean, p10) | seeds for 10%: unpaired / paired / episode-free | seeds for 10%, "

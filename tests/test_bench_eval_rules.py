@@ -103,6 +103,27 @@ def test_per_seed_starts_give_each_training_seed_its_own_block_of_states():
         bench.per_seed_starts(0, [0], 0)
 
 
+def test_a_horizon_scores_the_first_steps_of_the_same_rollout():
+    """R_H = sum_{t < H} r_t: an episode that ends before H keeps its full return, a longer one is cut at H."""
+    params = _params(3)
+    full, full_len = episode_returns(SPEC, params, "hopper", episodes=3, seed=40, threads=1, return_lengths=True)
+    assert full_len.min() < full_len.max()  # episodes of different lengths, so the cut below is tested both ways
+    h = int(np.median(full_len))
+    cut, cut_len = episode_returns(SPEC, params, "hopper", episodes=3, seed=40, threads=1, return_lengths=True,
+                                   horizon=h)
+    np.testing.assert_array_equal(cut_len, np.minimum(full_len, h))
+    short = full_len <= h
+    np.testing.assert_array_equal(cut[short], full[short])
+    assert not np.array_equal(cut[~short], full[~short])
+    one = episode_returns(SPEC, params, "hopper", episodes=3, seed=40, threads=1, horizon=1)
+    np.testing.assert_array_equal(episode_returns(SPEC, params, "hopper", episodes=3, seed=40, threads=1,
+                                                  horizon=1000), full)
+    assert np.all(np.abs(one) < 5)  # one step: one reward
+    for bad in (0, 1001, 2.5, True, "500"):
+        with pytest.raises(ValueError, match="horizon"):
+            episode_returns(SPEC, params, "hopper", episodes=1, horizon=bad)
+
+
 def test_explicit_starts_play_each_member_from_its_own_states():
     params = _params(2)
     default = episode_returns(SPEC, params, "hopper", episodes=2, seed=20, threads=1)

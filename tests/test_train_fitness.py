@@ -137,6 +137,28 @@ def test_per_seed_start_states_give_each_seed_its_own_block(tmp_path, monkeypatc
     assert torch.equal(split.fitness_per_seed, result.fitness_per_seed)
 
 
+def test_the_return_fitness_scores_the_protocols_horizon(tmp_path):
+    """``horizon`` reaches the simulator: the fitness is the mean return of the first H steps, and a horizon past
+    the environment's episodes is refused before any work."""
+    from symloss.train import BenchmarkFitness
+
+    ds = bench.build_dataset("hopper", "noisy", cache_dir=tmp_path, n_pairs=40, seg_len=10, progress=False)
+    spec = bench.spec_for_dataset(ds, hidden=(16,))
+    data = prepare_data(ds, spec, bench.fit_reference(spec, ds, steps=5, batch_size=16), holdout_fraction=0.25)
+    cfg = TrainConfig(steps=3, batch_size=8, episodes=2, eval_seed=4, horizon=7)
+    result = PopulationTrainer(cfg).fit([dpo(), orpo()], data, seeds=[0])
+    mean, _ = bench.evaluate(spec, result.params, "hopper", episodes=2, seed=4, action=cfg.action, horizon=7)
+    torch.testing.assert_close(result.fitness_per_seed[:, 0], mean.double())
+    full, _ = bench.evaluate(spec, result.params, "hopper", episodes=2, seed=4, action=cfg.action)
+    assert (full.abs() > mean.abs() + 1).all()  # 7 steps are far from a whole episode
+    assert TrainConfig.from_spec("final:horizon=500").horizon == 500
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="horizon"):
+            TrainConfig(horizon=bad)
+    with pytest.raises(ValueError, match="horizon=1500: hopper's episodes end after 1000 steps"):
+        BenchmarkFitness(env="hopper", dataset="noisy", protocol=replace(cfg, horizon=1500)).validate()
+
+
 def test_start_state_seeds_of_a_protocol():
     shared = TrainConfig(seeds=3, episodes=4, eval_seed=10)
     assert shared.start_state_seeds == range(10, 14)

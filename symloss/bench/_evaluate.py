@@ -59,8 +59,12 @@ def episode_returns(
     action: str | None = None,
     temperature: float = 0.25,
     starts: np.ndarray | None = None,
+    horizon: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Undiscounted returns ``[N, E]`` of every member on every episode (float64).
+
+    ``horizon``: play at most this many steps per episode, R = sum_{t < H} r_t (the first H steps of the full
+    episode: the rollout is the same up to step H); None: the environment's limit (1000 steps).
 
     ``starts``: the reset seed of every member's every episode ``[N, E]`` (e.g. :func:`per_seed_starts`);
     None: ``seed + e`` for every member. ``seed`` still seeds the ``sample`` rule's draws.
@@ -79,6 +83,10 @@ def episode_returns(
         )
     if int(episodes) < 1:
         raise ValueError(f"episodes={episodes!r}: must be >= 1")
+    limit = info.max_steps if horizon is None else horizon
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or not 1 <= limit <= info.max_steps:
+        raise ValueError(f"horizon={horizon!r}: must be an integer in [1, {info.max_steps}] (steps per episode) "
+                         f"or None (the environment's {info.max_steps})")
     rule = action if action is not None else ("greedy" if greedy else "sample")
     if rule not in ACTIONS:
         raise ValueError(f"action={rule!r}: must be one of {list(ACTIONS)}")
@@ -103,7 +111,9 @@ def episode_returns(
     torch.set_num_threads(1)  # the policy's matmuls are tiny; torch's threads would spin (against the sim's)
     live, members = np.arange(n), params
     try:
-        while not sim.done.all():
+        for _ in range(int(limit)):
+            if sim.done.all():
+                break
             uniform = torch.rand((episodes, info.act_dim), generator=gen, dtype=dtype) if rule == "sample" else None
             now = np.flatnonzero(~sim.done.reshape(n, episodes).all(1))  # members with a running episode
             if len(now) < len(live):  # the others are skipped (each member's forward is its own)
@@ -132,6 +142,7 @@ def evaluate(
     action: str | None = None,
     temperature: float = 0.25,
     starts: np.ndarray | None = None,
+    horizon: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of each member's return over ``episodes`` episodes.
 
@@ -148,10 +159,11 @@ def evaluate(
         threads: the simulator's worker threads (None: one per available core, at most 16).
         starts: reset seeds ``[N, E]``, one per member and episode, in place of ``seed + e`` (see
             :func:`episode_returns`).
+        horizon: steps per episode at most (the first ``horizon`` steps' return); None: the environment's limit.
 
     Returns:
         ``(mean [N], std [N])`` float64 tensors (population std over episodes).
     """
     returns = episode_returns(spec, params, env, episodes=episodes, seed=seed, greedy=greedy, threads=threads,
-                              action=action, temperature=temperature, starts=starts)
+                              action=action, temperature=temperature, starts=starts, horizon=horizon)
     return torch.from_numpy(returns.mean(1)), torch.from_numpy(returns.std(1))

@@ -128,7 +128,8 @@ def _setting(config: SearchConfig, confirmation: Confirmation) -> list[str]:
         f"- Training seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}), evaluation episodes from {starts} "
         + (f"({protocol.episodes} per policy), the same for every loss (paired)." if protocol.start_states == "shared"
            else f"({protocol.episodes} per policy, a block of its own for each training seed: reset(seed=eval_seed + "
-                f"{protocol.episodes} s + e) for seed s), every loss on the same block for a common seed (paired)."),
+                f"{protocol.episodes} s + e) for seed s), every loss on the same block for a common seed (paired).")
+        + ("" if protocol.horizon is None else f" Each episode is scored on its first {protocol.horizon} steps."),
         "- Held out: none of these seeds or start states was used by any rung of the search (the search's config "
         "refuses a confirmation protocol that overlaps a rung).",
         "- The verdict compares the search's top-ranked discovered loss (fixed before this confirmation, so not "

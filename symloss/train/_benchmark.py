@@ -23,6 +23,7 @@ from symloss.train._config import TrainConfig
 from symloss.train._data import PreferenceData
 from symloss.train._population import PopulationTrainer
 from symloss.train._result import PopulationResult
+from symloss.validation import ConfigError
 
 __all__ = ["BenchmarkFitness", "data_u_ranges"]
 
@@ -82,13 +83,20 @@ class BenchmarkFitness:
         states = self.protocol.start_state_seeds
         returns = bench.episode_returns(data.spec, reference, data.env, episodes=len(states),
                                         seed=states.start, action=self.protocol.action,
-                                        temperature=self.protocol.temperature)
+                                        temperature=self.protocol.temperature, horizon=self.protocol.horizon)
         return float(np.mean(returns))
 
     def validate(self) -> None:
-        """Check, before any work, the env, dataset and overrides (unless the data is given)."""
+        """Check, before any work, the env, dataset and overrides (unless the data is given), and that the
+        protocol's ``horizon`` fits the environment's episodes."""
         if self.data is None:
             bench.make_config(self.env, self.dataset, **self.dataset_overrides)
+        env = self.env if self.data is None else self.data.env
+        horizon = self.protocol.horizon
+        if env is not None and horizon is not None and horizon > bench.env_info(env).max_steps:
+            limit = bench.env_info(env).max_steps
+            raise ConfigError(f"horizon={horizon}: {env}'s episodes end after {limit} steps; give a horizon "
+                              f"<= {limit} or None")
 
     def prepare(self) -> PreferenceData:
         """Build the dataset, the reference and the trainer's data (once); the data."""

@@ -113,7 +113,7 @@ are in benchmarks/RESULTS.md, "Protocol reliability"."""
 
 
 STORED_BEFORE: dict[str, Any] = {"ema": None, "checkpoints": 1, "soup": 1, "sampling": "replacement",
-                                  "start_states": "shared"}
+                                  "start_states": "shared", "horizon": None}
 """Protocol fields added after run directories were first written, with the value every run written before the
 field existed was trained with; a stored protocol that lacks one is read with this value (never the preset's,
 which may have changed since)."""
@@ -211,6 +211,11 @@ class TrainConfig:
     seeds covers S x E states at the same cost and two losses still meet the same states seed by seed (paired). A
     loss's mean then averages its loss-by-state interaction over S x E states instead of E; a seed's block does
     not depend on which call evaluates it (see :attr:`start_state_seeds`)."""
+    horizon: int | None = None
+    """Steps per scoring episode at most: a member's return is that of the first H steps of each episode,
+    R = sum_{t < H} r_t (an episode that ends earlier keeps its return). None (the presets): the environment's
+    limit, 1000 steps. A shorter horizon makes an episode cheaper, so more start states fit the same scoring cost;
+    it also scores something else (the start of the gait, not all of it)."""
     device: str = "cpu"
     """Torch device: ``cpu``, ``cuda`` or ``cuda:<index>``; the same code runs on both."""
     dtype: Literal["float32", "float64"] = "float32"
@@ -256,6 +261,8 @@ class TrainConfig:
         if self.max_members_per_chunk is not None:
             check_range("max_members_per_chunk", self.max_members_per_chunk, lo=1, integer=True,
                         fix="or None")
+        if self.horizon is not None:
+            check_range("horizon", self.horizon, lo=1, integer=True, fix="or None (the environment's limit)")
         if self.threads is not None:
             check_range("threads", self.threads, lo=1, integer=True, fix="or None (automatic)")
         for i, beta in enumerate(check_tuple("betas", self.betas, length=2, what="Adam's beta1, beta2",

@@ -86,7 +86,7 @@ def return_fitness(spec: TokenPolicySpec, params: dict[str, torch.Tensor], conte
               else None)
     means = [evaluate(spec, {k: v[lo:lo + step] for k, v in cpu.items()}, context.data.env, episodes=episodes,
                       seed=cfg.eval_seed, threads=threads, action=cfg.action, temperature=cfg.temperature,
-                      starts=None if starts is None else starts[lo:lo + step])[0]
+                      starts=None if starts is None else starts[lo:lo + step], horizon=cfg.horizon)[0]
              for lo in range(0, n, step)]
     return torch.cat(means)
 
