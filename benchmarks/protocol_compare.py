@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             r = returns_of(run, rule, names)
             ref = float(run["final"][rule]["reference"])
             g = int(run["final"][rule].get("seeds_per_unit", 1))  # a seed soup's row stands for g seeds
-            sh = split_half(r, rng)
+            sh = split_half(r, rng, per_seed=states_per_seed(run))
             pooled = seeds_needed(r, ref, per_row=g)[0]
             moving = seeds_for_moving(r, ref, per_row=g)
             moved = moving_losses(r, ref)
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
                      f" {seeds_for_moving(r, ref, per_row=g, episodes=args.states)[0]:.1f} / "
                      f"{seeds_for_moving(r, ref, per_row=g, episodes=math.inf)[0]:.1f} / "
                      f"{seeds_for_moving(r, ref, per_row=g, episodes=args.states, per_seed_states=True)[0]:.1f} |")
-                  + ("" if args.subset is None else subset_cell(r, args.subset, rng)))
+                  + ("" if args.subset is None else subset_cell(r, args.subset, rng, states_per_seed(run))))
     if not means:
         raise SystemExit(f"error: no run has the rules {wanted}; rules are e.g. greedy, mean, greedy+ema")
     if args.g_study:
@@ -248,11 +248,11 @@ def separated_agreement(a: np.ndarray, b: np.ndarray, separation: float = 0.1) -
     return alike, pairs
 
 
-def subset_cell(r: np.ndarray, k: int, rng: np.random.Generator) -> str:
+def subset_cell(r: np.ndarray, k: int, rng: np.random.Generator, per_seed: bool = False) -> str:
     """The table cell of ``--subset k``: split_half with k seeds against the other S - k."""
     if not 1 <= k < r.shape[1]:
         return " - |"
-    rho = split_half(r, rng, subset=k)
+    rho = split_half(r, rng, subset=k, per_seed=per_seed)
     return f" {rho[0]:.3f}, {rho[1]:.3f} |"
 
 

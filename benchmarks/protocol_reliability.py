@@ -7,7 +7,9 @@ policy on E fresh start states under each action rule, and prints:
 - variance components of the return per loss, from the two-way layout R[seed, start state]
   (sigma^2_seed, sigma^2_state, sigma^2_residual; medians over losses);
 - split-half rank reliability: Spearman rho between the loss means on two disjoint halves of the seeds
-  (mean and 10th percentile over random splits; episodes split too, so the halves share nothing);
+  (mean and 10th percentile over random splits; with shared start states the episodes are split too, so the
+  halves share nothing; with states drawn per seed the seed halves already play disjoint states, and each half
+  keeps all E of its seeds' states);
 - training seeds per loss to detect a 10% difference at alpha 0.05 and power 0.8,
   n = 2 (z_{0.975} + z_{0.8})^2 Var(per-seed score) / (0.1 mean)^2 (pooled over losses), and the paired form
   (z_{0.975} + z_{0.8})^2 Var(per-seed difference) / (0.1 mean)^2 on common seeds and start states, and the
@@ -283,19 +285,25 @@ def g_coefficient(v: dict[str, float], seeds: int, states: int, *, per_seed: boo
 
 
 def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100,
-               subset: int | None = None, pearson: bool = False) -> tuple[float, float]:
-    """Mean and 10th percentile of Spearman rho (``pearson``: Pearson r) between loss means on disjoint seed and
-    episode halves.
+               subset: int | None = None, pearson: bool = False, per_seed: bool = False) -> tuple[float, float]:
+    """Mean and 10th percentile of Spearman rho (``pearson``: Pearson r) between loss means on disjoint halves.
+
+    The halves share nothing. With shared start states (every seed on the same E) they split the seeds and the
+    start states: S/2 seeds x E/2 states each. With states drawn per seed (``per_seed``: seed s on its own block),
+    disjoint seeds already play disjoint states, so only the seeds are split: S/2 seeds x E states each, the
+    whole protocol's episodes per policy.
 
     With ``subset = k``: the first part is k seeds and the other all S - k seeds (each on its own half of the
-    start states): how a k-seed protocol with the same training ranks against the rest (an in-run fidelity)."""
+    start states, or on its own blocks): how a k-seed protocol with the same training ranks against the rest (an
+    in-run fidelity)."""
     _, s, e = r.shape
     cut, end = (s // 2, 2 * (s // 2)) if subset is None else (subset, s)
     rhos = []
     for _ in range(repeats):
         seeds, eps = rng.permutation(s), rng.permutation(e)
-        a = r[:, seeds[:cut]][:, :, eps[:e // 2]].mean((1, 2))
-        b = r[:, seeds[cut:end]][:, :, eps[e // 2:2 * (e // 2)]].mean((1, 2))
+        first, second = (eps, eps) if per_seed else (eps[:e // 2], eps[e // 2:2 * (e // 2)])
+        a = r[:, seeds[:cut]][:, :, first].mean((1, 2))
+        b = r[:, seeds[cut:end]][:, :, second].mean((1, 2))
         with np.errstate(invalid="ignore", divide="ignore"):  # a constant half: nan, dropped by nanmean
             rhos.append(float(np.corrcoef(a, b)[0, 1]) if pearson else stats.spearmanr(a, b).statistic)
     return float(np.nanmean(rhos)), float(np.nanpercentile(rhos, 10))
@@ -382,7 +390,7 @@ def print_projection(final: dict[str, dict], episodes: int) -> None:
             print(f"| {rule} | {label} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
 
 
-G_STUDY_HEADER = ("| sd loss / loss x seed / loss x state / residual | G at S/2 x E/2 (split-half size): model, "
+G_STUDY_HEADER = ("| sd loss / loss x seed / loss x state / residual | G at the split-half's size: model, "
                   "Pearson, Spearman | G at S x E | G at 10 seeds: shared, per-seed states |")
 """The columns of :func:`g_study_cells`."""
 
@@ -395,8 +403,9 @@ def g_study_cells(r: np.ndarray, rng: np.random.Generator, *, per_seed: bool) ->
     be projected: the loss x state term is not separable from the residual)."""
     v = g_study(r)
     s, e = r.shape[1:]
-    half = g_coefficient(v, s // 2, e // 2, per_seed=per_seed)
-    pearson, spearman = split_half(r, rng, pearson=True)[0], split_half(r, rng)[0]
+    half = g_coefficient(v, s // 2, e if per_seed else e // 2, per_seed=per_seed)
+    pearson = split_half(r, rng, pearson=True, per_seed=per_seed)[0]
+    spearman = split_half(r, rng, per_seed=per_seed)[0]
     shared10 = "-" if per_seed else f"{g_coefficient(v, 10, e):.3f}"
     sds = " / ".join(f"{math.sqrt(v[k]):.0f}" for k in ("p", "ps", "pe", "pse"))
     cells = (f"| {sds} | {half:.3f}, {pearson:.3f}, {spearman:.3f} | {g_coefficient(v, s, e, per_seed=per_seed):.3f} | "
@@ -511,7 +520,7 @@ def main() -> None:
     for action, sc in final.items():
         ref = ref_scores[base_rule(action)]  # averaged weights share the rule's reference
         comps = [components(sc.returns[i]) for i in range(len(losses))]
-        sh = split_half(sc.returns, rng)
+        sh = split_half(sc.returns, rng, per_seed=args.states == "per-seed")
         g = seeds_per_unit(action)  # a soup's rows are G seeds each: the counts below are in seeds
         need = seeds_needed(sc.returns, ref, per_row=g)
         moving = seeds_for_moving(sc.returns, ref, per_row=g)

@@ -237,6 +237,25 @@ def test_split_half_without_subset_is_unchanged():
                                                                    float(np.nanpercentile(rhos, 10)))
 
 
+def test_split_half_of_states_drawn_per_seed_splits_the_seeds_only():
+    """Per-seed blocks: halves of the seeds share no start state, so each half keeps all E states of its seeds."""
+    r = noisy_layout(np.random.default_rng(9), [300, 500, 700, 900], seed_sd=80, res_sd=300, states=8)
+    rng, rhos = np.random.default_rng(4), []
+    for _ in range(100):
+        seeds, _ = rng.permutation(6), rng.permutation(8)  # the same draws as split_half's
+        rhos.append(compare.stats.spearmanr(r[:, seeds[:3]].mean((1, 2)), r[:, seeds[3:6]].mean((1, 2))).statistic)
+    got = reliability.split_half(r, np.random.default_rng(4), per_seed=True)
+    assert got == (float(np.nanmean(rhos)), float(np.nanpercentile(rhos, 10)))
+    assert got != reliability.split_half(r, np.random.default_rng(4))  # the shared split halves the episodes
+    # twice the episodes per half: over many layouts, the per-seed split is the more reliable one
+    gains = []
+    for k in range(6):
+        x = noisy_layout(np.random.default_rng(20 + k), [300, 400, 500, 600], seed_sd=20, res_sd=400, states=8)
+        gains.append(reliability.split_half(x, np.random.default_rng(k), pearson=True, per_seed=True)[0]
+                     - reliability.split_half(x, np.random.default_rng(k), pearson=True)[0])
+    assert np.mean(gains) > 0.05
+
+
 def test_compare_prints_the_subset_fidelity(tmp_path, capsys):
     r = noisy_layout(np.random.default_rng(8), [300, 500, 700, 900], seed_sd=40, res_sd=200, states=8)
     a = write_run(tmp_path / "a.json", ["dpo", "ipo", "orpo", "hinge"], r)
