@@ -29,11 +29,14 @@ policy on E fresh start states under each action rule, and prints:
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import random
 import re
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 
@@ -474,9 +477,13 @@ def main() -> None:
     args.episodes = args.episodes or protocol.episodes
     if args.quick:
         protocol = replace(protocol, steps=5, batch_size=8, checkpoints=min(protocol.checkpoints, 2))
-    ds = bench.build_dataset(args.env, args.dataset, **({"n_pairs": 64} if args.quick else {}))
+    # a quick run's tiny dataset and reference go to a folder of their own, removed at exit, not the user's cache
+    cache = tempfile.mkdtemp(prefix="symloss-quick-") if args.quick else None
+    if cache is not None:
+        atexit.register(shutil.rmtree, cache, True)
+    ds = bench.build_dataset(args.env, args.dataset, cache_dir=cache, **({"n_pairs": 64} if args.quick else {}))
     spec = bench.spec_for_dataset(ds)
-    reference = bench.load_reference(ds, spec, **({"steps": 5} if args.quick else {}))
+    reference = bench.load_reference(ds, spec, cache_dir=cache, **({"steps": 5} if args.quick else {}))
     data = PopulationTrainer(protocol).prepare(ds, spec, reference)
     u_range = data_u_ranges(data.train, "sequence")["mirror"]
     maps_seed = args.seed0 if args.maps_seed is None else args.maps_seed

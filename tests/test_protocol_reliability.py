@@ -18,6 +18,7 @@ def test_protocol_reliability_quick_run_prints_every_figure(tmp_path):
                           "--protocol", "final:ema=0.9:checkpoints=2", "--json", str(tmp_path / "study.json")], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert not list((tmp_path / "cache").rglob("*"))  # the tiny dataset and reference stay out of the user's cache
     text = out.stdout
     assert "split-half rho" in text and "seeds for 10%" in text and "sd seed / state / residual" in text
     assert "moving losses: median (p25-p75), count" in text
