@@ -20,6 +20,9 @@ compared on the losses common to all of them, so a protocol's figures are not mo
   both runs order alike (near-ties left out: the differences a protocol sized for 10% claims to resolve);
 - with ``--g-study``: each run's variance components of loss means and the reliability G they predict, beside its
   split-half in Pearson and Spearman (protocol_reliability's ``g_study``);
+- with ``--pool``: runs with start states drawn per seed pooled along their seeds, and how two disjoint parts of k
+  seeds each rank the losses (k = 1 .. S/2; at k = a run's S, the agreement of two whole runs, averaged over
+  splits);
 - with ``--losses RULE``: every loss's mean +- sd over seeds in each run under RULE and the Welch t-test of each
   run's per-seed means against the first run's (e.g. runs on `clean`, `noisy`, `mixed`: does a loss lose on the
   hard variants?), the best loss of each run in bold.
@@ -49,6 +52,8 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from protocol_reliability import (  # noqa: E402
     G_STUDY_HEADER,
+    g_coefficient,
+    g_study,
     g_study_cells,
     moving_losses,
     seeds_for_moving,
@@ -147,6 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--g-study", action="store_true",
                         help="also print each run's variance components of loss means and the reliability G they "
                              "predict (protocol_reliability.g_study), beside its split-half in Pearson and Spearman")
+    parser.add_argument("--pool", action="store_true",
+                        help="also pool the runs' seeds (runs with start states drawn per seed, disjoint seeds, the "
+                             "same number of states) and print how two disjoint k-seed parts of the pool rank the "
+                             "losses, for k = 1 .. S/2: the split-half at the size of whole runs")
     parser.add_argument("--losses", default=None, metavar="RULE",
                         help="also print each loss's mean in every run under RULE, Welch p against the first run")
     args = parser.parse_args(argv)
@@ -203,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
             alike, pairs = separated_agreement(means[a], means[b])
             print(f"- {a} vs {b}: {stats.spearmanr(means[a], means[b]).statistic:.3f}; Pearson "
                   f"{np.corrcoef(means[a], means[b])[0, 1]:.3f}; {alike} of {pairs} pairs")
+    if args.pool:
+        print_pooled(runs, names, wanted, rng)
     if args.losses:
         print_loss_table(runs, names, args.losses)
 
@@ -228,6 +239,41 @@ def print_g_studies(runs: dict[str, dict], names: list[str], wanted: list[str] |
             per_seed = states_per_seed(run)
             cells, _ = g_study_cells(r, rng, per_seed=per_seed)
             print(f"| {label} | {rule} | {'per seed' if per_seed else 'shared'} {cells}")
+
+
+def pooled_returns(runs: dict[str, dict], names: list[str], rule: str) -> np.ndarray:
+    """The runs' returns under ``rule`` on the common losses, their seeds side by side: ``[P, sum S, E]``. Only for
+    runs that drew their start states per seed (so every seed of the pool played states of its own) and share E;
+    one clear line otherwise."""
+    shared = [label for label, run in runs.items() if not states_per_seed(run)]
+    if shared:
+        raise SystemExit(f"error: --pool: run {shared[0]!r} shares its start states among its seeds, so its seeds "
+                         "cannot be split from each other's states; pool runs made with start states per seed")
+    parts = [returns_of(run, rule, names) for run in runs.values()]
+    if len({r.shape[2] for r in parts}) > 1:
+        raise SystemExit(f"error: --pool: the runs play {sorted({r.shape[2] for r in parts})} start states per "
+                         "seed; pool runs with the same number (or cut them with --first-states N)")
+    return np.concatenate(parts, axis=1)
+
+
+def print_pooled(runs: dict[str, dict], names: list[str], wanted: list[str] | None,
+                 rng: np.random.Generator) -> None:
+    """For each rule every run has: two disjoint parts of k pooled seeds each (all E states of each seed), their
+    Spearman rho (mean, p10) and Pearson r over random draws, and the reliability G the pooled g-study predicts."""
+    rules = [rule for rule in next(iter(runs.values()))["final"]
+             if all(rule in run["final"] for run in runs.values()) and (not wanted or rule in wanted)]
+    for rule in rules:
+        r = pooled_returns(runs, names, rule)
+        v = g_study(r)
+        print(f"\npooled {' + '.join(runs)} under {rule}: {r.shape[1]} seeds x {r.shape[2]} start states per seed; "
+              "two disjoint parts of k seeds each:")
+        print("| k seeds per part | Spearman rho (mean, p10) | Pearson r | G (model) |")
+        print("|---|---|---|---|")
+        for k in range(1, r.shape[1] // 2 + 1):
+            rho = split_half(r, rng, per_seed=True, half=k)
+            pearson = split_half(r, rng, per_seed=True, half=k, pearson=True)[0]
+            print(f"| {k} | {rho[0]:.3f}, {rho[1]:.3f} | {pearson:.3f} | "
+                  f"{g_coefficient(v, k, r.shape[2], per_seed=True):.3f} |")
 
 
 def separated_agreement(a: np.ndarray, b: np.ndarray, separation: float = 0.1) -> tuple[int, int]:

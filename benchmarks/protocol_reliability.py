@@ -288,7 +288,8 @@ def g_coefficient(v: dict[str, float], seeds: int, states: int, *, per_seed: boo
 
 
 def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100,
-               subset: int | None = None, pearson: bool = False, per_seed: bool = False) -> tuple[float, float]:
+               subset: int | None = None, pearson: bool = False, per_seed: bool = False,
+               half: int | None = None) -> tuple[float, float]:
     """Mean and 10th percentile of Spearman rho (``pearson``: Pearson r) between loss means on disjoint halves.
 
     The halves share nothing. With shared start states (every seed on the same E) they split the seeds and the
@@ -298,9 +299,12 @@ def split_half(r: np.ndarray, rng: np.random.Generator, repeats: int = 100,
 
     With ``subset = k``: the first part is k seeds and the other all S - k seeds (each on its own half of the
     start states, or on its own blocks): how a k-seed protocol with the same training ranks against the rest (an
-    in-run fidelity)."""
+    in-run fidelity). With ``half = k`` (2k <= S): two disjoint parts of k seeds each, how two k-seed runs agree."""
     _, s, e = r.shape
+    if half is not None and not 1 <= half <= s // 2:
+        raise ValueError(f"half={half}: two disjoint parts of {half} seeds need 1 <= half <= {s // 2} ({s} seeds)")
     cut, end = (s // 2, 2 * (s // 2)) if subset is None else (subset, s)
+    cut, end = (cut, end) if half is None else (half, 2 * half)
     rhos = []
     for _ in range(repeats):
         seeds, eps = rng.permutation(s), rng.permutation(e)

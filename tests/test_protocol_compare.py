@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -304,3 +305,32 @@ def test_compare_prints_the_g_study_and_knows_a_per_seed_run(tmp_path, capsys):
     assert f"| {expected} |" in row_a
     row_b = next(line for line in out.splitlines() if line.startswith("| b | greedy | per seed |"))
     assert "| -, " in row_b  # a per-seed run cannot project shared states
+
+
+def test_pool_splits_the_seeds_of_per_seed_runs_into_parts_of_k(tmp_path, capsys):
+    names = ["dpo", "ipo", "orpo", "hinge"]
+    paths = []
+    for k, seed in enumerate((11, 12)):
+        r = noisy_layout(np.random.default_rng(seed), [300, 500, 700, 900], seed_sd=40, res_sd=200, seeds=4, states=4)
+        path = write_run(tmp_path / f"{k}.json", names, r)
+        run = json.loads(Path(path).read_text())
+        Path(path).write_text(json.dumps({**run, "args": {"states": "per-seed"}}))
+        paths.append(path)
+    pooled = compare.pooled_returns(dict(compare.load_run(p) for p in paths), names, "greedy")
+    assert pooled.shape == (4, 8, 4)
+    compare.main(paths + ["--pool"])
+    out = capsys.readouterr().out
+    assert "pooled 0 + 1 under greedy: 8 seeds x 4 start states per seed" in out
+    rows = [line for line in out.splitlines() if re.match(r"\| [1-4] \| ", line)]
+    assert [line.split(" | ")[0] for line in rows] == ["| 1", "| 2", "| 3", "| 4"]
+    g = [float(line.rstrip(" |").split(" | ")[-1]) for line in rows]
+    assert g == sorted(g) and g[0] < g[-1]  # more seeds per part, a more reliable part
+    with pytest.raises(ValueError, match="half=5"):
+        reliability.split_half(pooled, np.random.default_rng(0), per_seed=True, half=5)
+    shared = write_run(tmp_path / "shared.json", names, pooled[:, :4])
+    with pytest.raises(SystemExit, match="run 'shared' shares its start states"):
+        compare.main([paths[0], shared, "--pool"])
+    fewer = write_run(tmp_path / "fewer.json", names, pooled[:, :4, :2])
+    Path(fewer).write_text(json.dumps({**json.loads(Path(fewer).read_text()), "args": {"states": "per-seed"}}))
+    with pytest.raises(SystemExit, match=r"play \[2, 4\] start states per seed"):
+        compare.main([paths[0], fewer, "--pool"])
