@@ -321,7 +321,8 @@ def test_pool_splits_the_seeds_of_per_seed_runs_into_parts_of_k(tmp_path, capsys
     compare.main(paths + ["--pool"])
     out = capsys.readouterr().out
     assert "pooled 0 + 1 under greedy: 8 seeds x 4 start states per seed" in out
-    rows = [line for line in out.splitlines() if re.match(r"\| [1-4] \| ", line)]
+    table = out.split("pooled 0 + 1")[1]
+    rows = [line for line in table.splitlines() if re.match(r"\| [1-4] \| ", line)]
     assert [line.split(" | ")[0] for line in rows] == ["| 1", "| 2", "| 3", "| 4"]
     g = [float(line.rstrip(" |").split(" | ")[-1]) for line in rows]
     assert g == sorted(g) and g[0] < g[-1]  # more seeds per part, a more reliable part
