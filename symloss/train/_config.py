@@ -46,7 +46,9 @@ benchmarks/RESULTS.md "Replicates under the per-seed presets"), trained apart on
 run: rho 0.972 on Hopper ``noisy`` and 0.938 on ``mixed``; on the zoo 0.91-0.99 against every per-seed and shared
 Hopper final run but one (0.83 against the ``noisy`` run whose DiscoPOP seeds all trained). On TLA ``noisy``, trained
 apart, it ranks the zoo with rho 0.68-0.78 against four final runs (below the issue's 0.8; Pearson 0.93-0.98, and
-97-99% of the pairs of losses more than 10% apart ordered alike): half of TLA's zoo lies within 6%.
+97-99% of the pairs of losses more than 10% apart ordered alike): half of TLA's zoo lies within 6%. Scored on the
+first 500 steps of 16 states per seed (``horizon=500, episodes=16``, the same cost), it ranked like a 500-step final
+with rho 0.95-0.96 and like the 1000-step finals with 0.87-0.91 (one run each; not adopted until replicated).
 ``TrainConfig()`` trains at this budget but scores plainly (last weights, minibatches with replacement)."""
 
 FINAL_PROTOCOL: dict[str, Any] = {"steps": 600, "batch_size": 64, "lr": 3e-4, "max_grad_norm": 1.0, "seeds": 10,
