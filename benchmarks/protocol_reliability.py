@@ -233,9 +233,10 @@ def base_rule(rule: str) -> str:
     return rule.split("+")[0].split("@")[0].split("~")[0]
 
 
-def parse_protocol(text: str) -> tuple[str, TrainConfig]:
-    """``"final:seeds=2:episodes=8:action=mean"`` -> (the text, ``TrainConfig.from_spec(text)``)."""
-    return text, TrainConfig.from_spec(text)
+def parse_protocol(text: str, env: str | None = None) -> tuple[str, TrainConfig]:
+    """``"final:seeds=2:episodes=8:action=mean"`` -> (the text, ``TrainConfig.from_spec(text, env=env)``: the
+    preset with the environment's fields of ``ENV_PROTOCOL``, then the text's)."""
+    return text, TrainConfig.from_spec(text, env=env)
 
 
 def components(r: np.ndarray) -> dict[str, float]:
@@ -473,7 +474,7 @@ def main() -> None:
         args.seeds, args.episodes, args.random_maps = args.seeds or 2, 2, 1
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    _, protocol = parse_protocol(args.protocol)
+    _, protocol = parse_protocol(args.protocol, args.env)
     if args.states is not None:
         protocol = replace(protocol, start_states=args.states.replace("-", "_"))
     args.states = protocol.start_states.replace("_", "-")
@@ -554,7 +555,7 @@ def main() -> None:
     print_g_study(final, report["final"], args, rng)
     first = next(iter(final))  # the protocol's first scored rule: the cost and the loss table refer to it
     fid_seeds0 = args.seed0 + 1000
-    for fid_name, fid in [parse_protocol(f) for f in args.fidelities.split(",") if f]:
+    for fid_name, fid in [parse_protocol(f, args.env) for f in args.fidelities.split(",") if f]:
         if args.quick:
             fid = replace(fid, steps=3, batch_size=8, checkpoints=1)
         fseeds = list(range(fid_seeds0, fid_seeds0 + fid.seeds))

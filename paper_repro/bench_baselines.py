@@ -241,8 +241,10 @@ def main() -> None:
                          **({"sft_steps": 300} if args.quick else {}),
                          **({} if args.dpo_beta is None else {"dpo_beta": args.dpo_beta}))
     n_pairs = 256 if args.quick else None
-    rows = []
-    for env in args.envs:
+    rows, configs = [], {}
+    for env in args.envs:  # the protocol with the environment's own fields (symloss.train.ENV_PROTOCOL)
+        cfg = configs[env] = dataclasses.replace(cfg, protocol=TrainConfig.preset(args.protocol, env=env,
+                                                                                   **{**quick, **given}))
         shared = shared_reference(env, cfg, n_pairs) if args.shared_reference else None
         for variant in args.variants:
             if args.plain:
@@ -256,7 +258,7 @@ def main() -> None:
         with RESULTS.open("a") as f:
             f.write(f"{head}\n## MuJoCo benchmark baselines ({datetime.date.today().isoformat()})\n\n"
                     f"Command: `python paper_repro/bench_baselines.py {' '.join(sys.argv[1:])}`; "
-                    f"config: {cfg}; seeds: {args.seeds or cfg.protocol.seed_list}; shared reference: {args.shared_reference}; "
+                    f"config: {configs}; seeds: {args.seeds or cfg.protocol.seed_list}; shared reference: {args.shared_reference}; "
                     f"2-core CPU, no GPU.\n{text}\n")
 
 

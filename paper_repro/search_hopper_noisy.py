@@ -57,7 +57,7 @@ def main() -> None:
     search = LossSearch(config, progress=True).fit()
     search_minutes = (time.perf_counter() - start) / 60
     best = search.best_
-    final = TrainConfig.preset("final", fitness="return", **_given(args, FINAL_OPTIONS, "final_"))
+    final = TrainConfig.preset("final", env=args.env, fitness="return", **_given(args, FINAL_OPTIONS, "final_"))
     result = BenchmarkFitness(env=args.env, dataset=args.dataset, protocol=final)([best, dpo(beta=args.beta), orpo()])
     names = ["discovered", f"dpo (beta {args.beta})", "orpo"]
     rows = [f"| {n} | {m:.1f} | {s:.1f} | {st if st == 'ok' else why} |" for n, m, s, st, why

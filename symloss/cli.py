@@ -159,7 +159,7 @@ def _eval_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    protocol = TrainConfig.preset(args.protocol, **config_kwargs(args, TrainConfig))
+    protocol = TrainConfig.preset(args.protocol, env=args.env, **config_kwargs(args, TrainConfig))
     fitness = BenchmarkFitness(env=args.env, dataset=args.dataset, protocol=protocol,
                                dataset_overrides={} if args.n_pairs is None else {"n_pairs": args.n_pairs},
                                progress=not args.no_progress, train_progress=not args.no_progress)
@@ -167,7 +167,8 @@ def run_eval(args: argparse.Namespace) -> int:
     losses = [load_loss(name) for name in args.losses]  # zoo names, JSON artefacts, run dirs: never evaluated
     start = time.perf_counter()
     result = fitness(losses)
-    print(f"{args.env}/{args.dataset}, protocol {args.protocol} ({protocol.steps} steps), seeds "
+    scored = "" if protocol.horizon is None else f", scored on the first {protocol.horizon} steps"
+    print(f"{args.env}/{args.dataset}, protocol {args.protocol} ({protocol.steps} steps{scored}), seeds "
           f"{list(result.seeds)}, fitness {protocol.fitness}, {time.perf_counter() - start:.0f} s")
     print("| loss | fitness mean | std over seeds | status |\n|---|---|---|---|")
     for name, mean, std, status, reason in zip(args.losses, result.fitness.tolist(), result.fitness_std.tolist(),

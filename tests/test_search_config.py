@@ -109,6 +109,21 @@ def test_the_protocol_is_held_not_copied_and_flat_keywords_reach_it():
         SearchConfig.from_dict({"train": TrainConfig(), "steps": 3})
 
 
+def test_a_search_takes_its_environments_protocol_for_its_rungs_and_its_confirmation():
+    tla = SearchConfig(env="tla", rungs=("seeds=4",), confirm_protocol="final:seeds=3")
+    assert tla.train == TrainConfig.preset("search", env="tla", eval_seed=tla.seed)
+    assert (tla.train.horizon, tla.train.episodes) == (500, 16)
+    assert [(r.horizon, r.episodes, r.seeds) for r in tla.rung_protocols()] == [(500, 16, 2), (500, 16, 4)]
+    confirm = tla.confirmation_protocol()
+    assert (confirm.horizon, confirm.episodes, confirm.seeds) == (500, 32, 3)
+    assert not set(confirm.start_state_seeds) & set(tla.rung_protocols()[-1].start_state_seeds)
+    hopper = SearchConfig(env="hopper", confirm_protocol="final:seeds=3")
+    assert hopper.train.horizon is None and hopper.confirmation_protocol().episodes == PROTOCOLS["final"].episodes
+    assert SearchConfig.from_dict(tla.to_dict()) == tla  # a stored run keeps the protocol it was trained with
+    explicit = SearchConfig(env="tla", confirm_protocol="final:horizon=None:episodes=16")
+    assert (explicit.confirmation_protocol().horizon, explicit.confirmation_protocol().episodes) == (None, 16)
+
+
 def test_a_config_json_written_before_the_protocol_existed_still_loads():
     """tests/fixtures/config_before_protocols.json: SearchConfig(population=6, generations=1, seed=1, steps=20,
     episodes=2, fitness='offline').to_dict() as written by the version with flat protocol fields."""

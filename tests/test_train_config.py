@@ -8,8 +8,9 @@ import pytest
 import torch
 from _train_data import synthetic_data
 
+from symloss.bench import ENV_NAMES
 from symloss.objectives import dpo
-from symloss.train import BUDGETS, PROTOCOLS, SEARCH_PROTOCOL, PopulationTrainer, TrainConfig
+from symloss.train import BUDGETS, ENV_PROTOCOL, PROTOCOLS, SEARCH_PROTOCOL, PopulationTrainer, TrainConfig
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -129,6 +130,27 @@ def test_protocol_presets_are_complete_named_and_overridable():
         TrainConfig.preset("final", seeds=0)
     assert TrainConfig.preset("final").to_dict()["betas"] == [0.9, 0.999]
     assert TrainConfig.preset("final", **PROTOCOLS["final"].to_dict()) == PROTOCOLS["final"]
+
+
+def test_an_environments_own_fields_apply_over_the_preset_and_under_explicit_overrides():
+    for env, presets in ENV_PROTOCOL.items():  # every entry names a known environment, preset and field
+        assert env in ENV_NAMES and set(presets) <= set(PROTOCOLS)
+        for name, given in presets.items():
+            config = TrainConfig.preset(name, env=env)
+            assert {k: getattr(config, k) for k in given} == given
+            untouched = {f.name for f in dataclasses.fields(TrainConfig)} - set(given)
+            assert all(getattr(config, k) == getattr(PROTOCOLS[name], k) for k in untouched)
+    tla = TrainConfig.preset("final", env="tla")
+    assert (tla.horizon, tla.episodes, tla.seeds) == (500, 32, 10)
+    assert (TrainConfig.preset("search", env="tla").horizon, TrainConfig.preset("search", env="tla").episodes) == (
+        500, 16)
+    assert TrainConfig.preset("final") == PROTOCOLS["final"]  # no environment: the preset as defined for all
+    assert TrainConfig.preset("final", env="tla", horizon=None, episodes=16).horizon is None  # overrides win
+    assert TrainConfig.preset("final", env="tla", seeds=3).episodes == 32
+    assert TrainConfig.from_spec("final:seeds=4", env="tla") == TrainConfig.preset("final", env="tla", seeds=4)
+    assert TrainConfig.from_spec("final:episodes=8", env="tla").episodes == 8
+    with pytest.raises(ValueError, match="env='ant': unknown environment; accepted: hopper, tla"):
+        TrainConfig.preset("final", env="ant")
 
 
 def test_a_short_training_fits_the_presets_checkpoints_unless_they_are_given():

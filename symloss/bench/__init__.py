@@ -21,7 +21,7 @@ right back leg disabled). Variants: ``VARIANTS``. Dataset schema: ``symloss.benc
 from symloss.bench._behaviour import LEVELS, POLICY_DIR, BehaviourPolicy, load_behaviour, policy_manifest
 from symloss.bench._config import DEFAULT_PAIRS, VARIANT_COMPONENTS, VARIANTS, BenchConfig, make_config
 from symloss.bench._dataset import build_dataset, dataset_features, dataset_hash, default_cache_dir
-from symloss.bench._envs import ENV_NAMES, EnvInfo, env_info, make_env
+from symloss.bench._envs import ENV_NAMES, EnvInfo, check_env_name, env_info, make_env
 from symloss.bench._evaluate import episode_returns, evaluate, per_seed_starts
 from symloss.bench._reference import (
     REFERENCE_STEPS,
@@ -48,6 +48,7 @@ __all__ = [
     "ACTIONS",
     "normalised_score",
     "score_anchors",
+    "check_env_name",
     "BatchSim",
     "BehaviourPolicy",
     "BenchConfig",

@@ -25,6 +25,8 @@ def score_anchors(env: str) -> tuple[float, float]:
 
 
 def normalised_score(env: str, returns: np.ndarray | float) -> np.ndarray | float:
-    """100 (R - R_random) / (R_expert - R_random), elementwise; same shape as ``returns``."""
+    """100 (R - R_random) / (R_expert - R_random), elementwise; same shape as ``returns``. The anchors are mean
+    returns of whole episodes (1000 steps): returns scored at a shorter ``TrainConfig.horizon`` (TLA's presets,
+    500 steps) are not on this scale."""
     low, high = score_anchors(env)
     return 100.0 * (np.asarray(returns, dtype=np.float64) - low) / (high - low)

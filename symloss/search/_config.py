@@ -136,7 +136,8 @@ class SearchConfig:
         check_choice("protocol", self.protocol, PROTOCOLS)
         if self.train is None or isinstance(self.train, Mapping):  # the device is the Ray workers' if remote
             overrides = {"eval_seed": self.seed, **(self.train or {})}
-            train = TrainConfig.preset(self.protocol, device_here=self.executor == "local", **overrides)
+            train = TrainConfig.preset(self.protocol, env=self.env, device_here=self.executor == "local",
+                                       **overrides)
             object.__setattr__(self, "train", train)
         elif not isinstance(self.train, TrainConfig):
             raise ConfigError(f"train={self.train!r}: must be a TrainConfig, a dict of its fields or None")
@@ -243,11 +244,11 @@ class SearchConfig:
                 "fitness": self.train.fitness}
         try:
             if "=" in head:  # overrides of train
-                given = TrainConfig.from_spec(f"search:{spec}", device_here=False)
+                given = TrainConfig.from_spec(f"search:{spec}", env=self.env, device_here=False)
                 changed = {name: getattr(given, name) for name in _spec_fields(spec)}
                 return dataclasses.replace(self.train, device_here=False, **changed)
             base = {"eval_seed": self.train.eval_seed} if inherit_start else {}
-            given = TrainConfig.from_spec(spec, device_here=False)
+            given = TrainConfig.from_spec(spec, env=self.env, device_here=False)
             named = _spec_fields(spec)
             return dataclasses.replace(given, device_here=False,
                                        **{k: v for k, v in {**keep, **base}.items() if k not in named})

@@ -26,6 +26,7 @@ from typing import Any
 from symloss.train import _config
 from symloss.train._benchmark import BenchmarkFitness, data_u_ranges, data_u_samples
 from symloss.train._config import (
+    ENV_PROTOCOL,
     FINAL_PROTOCOL,
     FITNESS_NAMES,
     PROTOCOLS,
@@ -50,7 +51,7 @@ from symloss.train._single import train_single
 from symloss.train._soup import seed_soup
 
 __all__ = [
-    "FINAL_PROTOCOL", "FITNESS", "FITNESS_NAMES", "FRAME_COLUMNS", "PROTOCOLS", "SEARCH_PROTOCOL", "STORED_BEFORE",
+    "ENV_PROTOCOL", "FINAL_PROTOCOL", "FITNESS", "FITNESS_NAMES", "FRAME_COLUMNS", "PROTOCOLS", "SEARCH_PROTOCOL", "STORED_BEFORE",
     "AdamState", "BenchmarkFitness", "FitnessContext", "FitnessFn", "PopulationResult", "PopulationTrainer",
     "PreferenceData", "TrainConfig", "adam_init", "adam_step_", "clip_grads_", "data_u_ranges", "data_u_samples",
     "expert_loglik", "holdout_accuracy",
