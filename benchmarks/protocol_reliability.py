@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gzip
 import json
 import math
 import random
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import sympy as sp
@@ -237,6 +239,22 @@ def parse_protocol(text: str, env: str | None = None) -> tuple[str, TrainConfig]
     """``"final:seeds=2:episodes=8:action=mean"`` -> (the text, ``TrainConfig.from_spec(text, env=env)``: the
     preset with the environment's fields of ``ENV_PROTOCOL``, then the text's)."""
     return text, TrainConfig.from_spec(text, env=env)
+
+
+def check_json_path(path: str | None) -> None:
+    """Before any work: ``--json`` must name a new file in an existing folder (a study is never overwritten)."""
+    if path is None:
+        return
+    if Path(path).exists():
+        sys.exit(f"--json {path}: the file exists; give a new path (a stored study is never overwritten)")
+    if not Path(path).resolve().parent.is_dir():
+        sys.exit(f"--json {path}: folder {Path(path).resolve().parent} does not exist; create it or give another path")
+
+
+def write_json(path: str, report: dict) -> None:
+    """The study as JSON at ``path``, gzipped when the name ends in ``.gz`` (as protocol_compare reads it)."""
+    data = json.dumps(report).encode()
+    Path(path).write_bytes(gzip.compress(data) if path.endswith(".gz") else data)
 
 
 def components(r: np.ndarray) -> dict[str, float]:
@@ -470,6 +488,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write every per-episode return here")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
+    check_json_path(args.json)
     if args.quick:
         args.seeds, args.episodes, args.random_maps = args.seeds or 2, 2, 1
     torch.manual_seed(0)
@@ -594,8 +613,7 @@ def main() -> None:
             cells.append(f"{r.mean():.0f} +- {r.mean(1).std(ddof=1) if r.shape[0] > 1 else 0:.0f}")
         print(f"| {names[i]} | " + " | ".join(cells) + " |")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle)
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Smoke test: benchmarks/protocol_reliability.py runs end to end at a tiny size and prints its tables."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -92,10 +93,16 @@ def test_protocol_reliability_soups_of_checkpoints(tmp_path):
     np.testing.assert_array_equal(np.array(scored["greedy+ema@avg2"]["returns"]),
                                   np.array(final["greedy+ema@avg2"]["returns"]))
     probe = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
-                            "--fidelities", "", "--losses", "3", "--json", str(tmp_path / "p.json")],
+                            "--fidelities", "", "--losses", "3", "--json", str(tmp_path / "p.json.gz")],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr[-2000:]  # a cost probe: only the first 3 losses are trained
-    study = json.loads((tmp_path / "p.json").read_text())
+    study = json.loads(gzip.decompress((tmp_path / "p.json.gz").read_bytes()))  # .gz: gzipped, as compare reads
+    stored = (tmp_path / "p.json.gz").read_bytes()
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
+                            "--json", str(tmp_path / "p.json.gz")], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode != 0 and "the file exists; give a new path" in again.stderr
+    assert "Traceback" not in again.stderr and (tmp_path / "p.json.gz").read_bytes() == stored  # kept as it was
     assert len(study["names"]) == 3 and np.array(study["final"]["greedy"]["returns"]).shape[0] == 3
     few = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "protocol_reliability.py"), "--quick",
                           "--losses", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
