@@ -125,6 +125,12 @@ def thin_checkpoints(run: dict, every: int, label: str) -> dict:
     return {**run, "final": final}
 
 
+def sides_cell(r: np.ndarray, ref: float, per_row: int) -> str:
+    """`` median (count) / median (count) |``: the moving losses' seeds for 10%, above and below the reference."""
+    above, below = (seeds_for_moving(r, ref, per_row=per_row, side=side) for side in ("above", "below"))
+    return f" {above[0]:.1f} ({above[3]}) / {below[0]:.1f} ({below[3]}) |"
+
+
 def returns_of(run: dict, rule: str, names: list[str]) -> np.ndarray:
     """The run's per-episode returns ``[P, S, E]`` under ``rule``, rows in the order of ``names``."""
     r = np.asarray(run["final"][rule]["returns"], dtype=float)
@@ -149,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subset", type=int, default=None, metavar="K",
                         help="also rank each run's loss means from K of its seeds on half its start states against "
                              "the other seeds on the other half (an in-run fidelity: the same training on K seeds)")
+    parser.add_argument("--sides", action="store_true",
+                        help="also split the moving losses' seeds for 10%% into those above the reference (the "
+                             "contenders) and those below it: median (count) of each")
     parser.add_argument("--g-study", action="store_true",
                         help="also print each run's variance components of loss means and the reliability G they "
                              "predict (protocol_reliability.g_study), beside its split-half in Pearson and Spearman")
@@ -176,9 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     extra = "" if args.states is None else (f" moving, projected to {args.states} states / episode-free / "
                                             f"{args.states} states drawn per seed |")
     extra += "" if args.subset is None else f" {args.subset} seeds vs the rest, rho (mean, p10) |"
+    extra += " moving above / below the reference: median (count) |" if args.sides else ""
     print("\n| run | rule | seeds x states | split-half rho (mean, p10) | seeds for 10%, pooled | seeds for 10%, "
           "moving losses: median (p25-p75), count | median sd over seeds, moving | reference |" + extra)
-    print("|---|---|---|---|---|---|---|---|" + "---|" * ((args.states is not None) + (args.subset is not None)))
+    print("|---|---|---|---|---|---|---|---|" + "---|" * ((args.states is not None) + (args.subset is not None)
+                                                         + args.sides))
     means: dict[str, np.ndarray] = {}
     for label, run in runs.items():
         for rule in run["final"]:
@@ -200,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
                      f" {seeds_for_moving(r, ref, per_row=g, episodes=args.states)[0]:.1f} / "
                      f"{seeds_for_moving(r, ref, per_row=g, episodes=math.inf)[0]:.1f} / "
                      f"{seeds_for_moving(r, ref, per_row=g, episodes=args.states, per_seed_states=True)[0]:.1f} |")
-                  + ("" if args.subset is None else subset_cell(r, args.subset, rng, states_per_seed(run))))
+                  + ("" if args.subset is None else subset_cell(r, args.subset, rng, states_per_seed(run)))
+                  + (sides_cell(r, ref, g) if args.sides else ""))
     if not means:
         raise SystemExit(f"error: no run has the rules {wanted}; rules are e.g. greedy, mean, greedy+ema")
     if args.g_study:

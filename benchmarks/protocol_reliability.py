@@ -360,13 +360,16 @@ def moving_losses(r: np.ndarray, reference: float, *, moved: float = 0.1) -> np.
 
 
 def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1, per_row: int = 1,
-                     episodes: float | None = None, per_seed_states: bool = False) -> tuple[float, float, float, int]:
+                     episodes: float | None = None, per_seed_states: bool = False,
+                     side: str = "both") -> tuple[float, float, float, int]:
     """Seeds a 10% difference needs between losses that train, from each loss's own spread over seeds.
 
     Over the losses whose mean is more than ``moved`` x reference away from the untrained reference (a loss
     that leaves the policy where it is has no spread and flatters the pooled :func:`seeds_needed`):
     n_i = 2 (z_{0.975} + z_{0.8})^2 V_i / (0.1 mean_i)^2 per loss; returns (median, 25th, 75th percentile
     of n_i, number of such losses), NaNs if fewer than two losses move. ``per_row`` as in :func:`seeds_needed`.
+    ``side``: ``both`` (every moving loss), ``above`` (those that beat the reference: the contenders a search
+    looks for) or ``below`` (those that fall under it, where 10% of a collapsed mean is a small absolute step).
 
     V_i is the variance over seeds of the per-seed mean return, Var_s(R_i). With ``episodes = E'`` it is
     instead projected from the two-way components to E' start states per policy,
@@ -384,6 +387,8 @@ def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1, per
     per_seed = r.mean(2)  # [P, S]
     means = per_seed.mean(1)
     move = moving_losses(r, reference, moved=moved)
+    if side != "both":
+        move &= (means > reference) if side == "above" else (means < reference)
     if move.sum() < 2:
         return math.nan, math.nan, math.nan, int(move.sum())
     if episodes is None:

@@ -36,6 +36,22 @@ def test_seeds_for_moving_counts_only_losses_that_leave_the_reference():
     assert reliability.seeds_needed(r, 100.0)[0] != pytest.approx(median)
 
 
+def test_seeds_for_moving_splits_the_losses_above_and_below_the_reference():
+    # losses 1, 2 beat the reference with small spreads; losses 3, 4 collapse under it with large ones
+    offsets = [[0, 0, 0, 0], [10, -10, 10, -10], [20, -20, 20, -20], [15, -15, 15, -15], [30, -30, 30, -30]]
+    r = layout([100, 200, 300, 40, 20], offsets)
+    z2 = reliability.Z2
+    n = {m: 2 * z2 * np.var([d, -d, d, -d], ddof=1) / (0.1 * m) ** 2 for m, d in ((200, 10), (300, 20), (40, 15),
+                                                                                (20, 30))}
+    above = reliability.seeds_for_moving(r, 100.0, side="above")
+    below = reliability.seeds_for_moving(r, 100.0, side="below")
+    both = reliability.seeds_for_moving(r, 100.0)
+    assert above[3] == 2 and above[0] == pytest.approx(np.median([n[200], n[300]]))
+    assert below[3] == 2 and below[0] == pytest.approx(np.median([n[40], n[20]]))
+    assert both[3] == 4 and both[0] == pytest.approx(np.median(list(n.values())))
+    assert above[0] < both[0] < below[0]  # a collapsed loss's 10% is a small step: many seeds
+
+
 def test_seeds_for_moving_is_nan_when_fewer_than_two_losses_move():
     r = layout([100, 101, 400], [[0, 1], [1, 0], [5, -5]])
     median, *_, count = reliability.seeds_for_moving(r, reference=100.0)
@@ -77,6 +93,19 @@ def test_compare_zoo_only_drops_random_maps(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("3 losses common to 2 runs (zoo only)")
     assert "- a:greedy vs b:greedy: 1.000" in out
+
+
+def test_compare_sides_prints_the_contenders_and_the_collapsed_apart(tmp_path, capsys):
+    offs = [[0, 0], [10, -10], [20, -20], [15, -15], [30, -30]]
+    names = ["dpo", "ipo", "orpo", "simpo", "hinge"]
+    a = write_run(tmp_path / "a.json", names, layout([100, 200, 300, 40, 20], offs))
+    b = write_run(tmp_path / "b.json", names, layout([100, 210, 290, 45, 25], offs))
+    compare.main([a, b, "--sides"])
+    out = capsys.readouterr().out
+    r = layout([100, 200, 300, 40, 20], offs)
+    above, below = (reliability.seeds_for_moving(r, 100.0, side=side) for side in ("above", "below"))
+    assert "moving above / below the reference: median (count) |" in out
+    assert f" {above[0]:.1f} (2) / {below[0]:.1f} (2) |" in out
 
 
 @pytest.mark.parametrize("content, message", [
