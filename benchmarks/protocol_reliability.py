@@ -526,7 +526,8 @@ def main() -> None:
     actions = args.actions.split(",")
     print(f"{args.env}/{args.dataset}: {len(losses)} losses, protocol {args.protocol!r} "
           f"({protocol.steps} steps x {protocol.batch_size} pairs, lr {protocol.lr:g}), {args.seeds} seeds x "
-          f"{args.episodes} start states ({args.states}); data u-range [{u_range[0]:.4g}, {u_range[1]:.3g}]")
+          f"{args.episodes} start states ({args.states})"
+          f"{'' if protocol.horizon is None else f', the first {protocol.horizon} steps of each'}; data u-range [{u_range[0]:.4g}, {u_range[1]:.3g}]")
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
     soup_sizes = tuple(int(g) for g in args.soups.split(",") if g)
     if protocol.soup > 1 and protocol.soup not in soup_sizes:  # the protocol's own soups are scored too

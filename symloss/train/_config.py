@@ -50,7 +50,7 @@ Hopper final run but one (0.83 against the ``noisy`` run whose DiscoPOP seeds al
 apart, it ranks the zoo with rho 0.68-0.78 against four final runs (below the issue's 0.8; Pearson 0.93-0.98, and
 97-99% of the pairs of losses more than 10% apart ordered alike): half of TLA's zoo lies within 6%. Scored on the
 first 500 steps of 16 states per seed (``horizon=500, episodes=16``, the same cost), it ranks like two 500-step
-finals with rho 0.95 / 0.95 and like the 1000-step finals with 0.87-0.91, so on TLA the search takes those fields
+finals with rho 0.95 in two runs and like the 1000-step finals with 0.87-0.91, so on TLA the search takes those fields
 (:data:`ENV_PROTOCOL`).
 ``TrainConfig()`` trains at this budget but scores plainly (last weights, minibatches with replacement)."""
 
@@ -146,8 +146,8 @@ takes the preset as it is.
   12; benchmarks/RESULTS.md "TLA at a 500-step horizon, replicated"), the zoo, two independent per-seed runs of 8
   fresh seeds each, against two at 1000 steps x 16 states: ``final``'s split-half rank reliability 0.957 / 0.936
   (0.838 / 0.870), seeds for a 10% difference 2.9 / 3.8 (8.0 / 10.2), the two runs rank alike with Spearman 0.970
-  (0.879); ``search`` trained apart ranks like the 500-step finals with rho 0.948 / 0.948 (the 1000-step search like
-  the 1000-step finals 0.68-0.78), and like the 1000-step finals with 0.87-0.91. A 500-step final ranks like the
+  (0.879); ``search`` trained apart (two runs) ranks like the 500-step finals with rho 0.947-0.951 (the 1000-step
+  search like the 1000-step finals 0.68-0.78), and like the 1000-step finals with 0.81-0.91. A 500-step final ranks like the
   1000-step finals with rho 0.87-0.93 (every pair more than 10% apart alike but one or two). TLA returns are then
   those of 500 steps (about half the 1000-step figures), which do not compare with the paper's 1000-step numbers
   nor with ``bench.normalised_score``'s anchors; ``horizon=None, episodes=16`` restores the whole episode.
