@@ -387,6 +387,8 @@ def seeds_for_moving(r: np.ndarray, reference: float, *, moved: float = 0.1, per
     per_seed = r.mean(2)  # [P, S]
     means = per_seed.mean(1)
     move = moving_losses(r, reference, moved=moved)
+    if side not in ("both", "above", "below"):
+        raise ValueError(f"side={side!r}: must be 'both', 'above' or 'below'")
     if side != "both":
         move &= (means > reference) if side == "above" else (means < reference)
     if move.sum() < 2:

@@ -338,8 +338,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown TrainConfig field{did_you_mean(unknown[0], known)}")
         base, steps = PROTOCOLS[name], overrides.get("steps")
-        if ENV_PROTOCOL.get(env or "", {}).get(name):
-            base = replace(base, **ENV_PROTOCOL[env or ""][name])
+        env_fields = ENV_PROTOCOL.get(env, {}).get(name, {}) if env else {}
+        if env_fields:
+            base = replace(base, **env_fields)
         if "checkpoints" not in overrides and isinstance(steps, int) and steps >= 1:
             overrides["checkpoints"] = min(base.checkpoints, max(1, steps // 2))  # a short training: fewer fit
         return replace(base, device_here=device_here, **overrides)
